@@ -1,0 +1,5 @@
+import sys
+
+from recon.cli import main
+
+sys.exit(main())

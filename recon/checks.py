@@ -1,0 +1,57 @@
+"""Input validation shared by the library, the notebooks and the command line.
+
+Every check raises before any computation, with a message that names the offending
+parameter, the value received and what is accepted.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+
+
+def _describe(value) -> str:
+    return f"{value!r} (type {type(value).__name__})"
+
+
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer ``>= minimum``, else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {_describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def nonnegative_int(name: str, value) -> int:
+    """Return ``value`` as an int if it is an integer ``>= 0`` (e.g. a seed), else raise."""
+    return positive_int(name, value, minimum=0)
+
+
+def positive_float(name: str, value, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float if it is a real number ``> 0`` (``>= 0`` with allow_zero)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {_describe(value)}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def fraction(name: str, value) -> float:
+    """Return ``value`` as a float in ``[0, 1]``."""
+    value = positive_float(name, value, allow_zero=True)
+    if value > 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return value
+
+
+def choice(name: str, value, accepted: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``accepted`` (strings), else raise naming the options."""
+    accepted = list(accepted)
+    if not isinstance(value, str) or value not in accepted:
+        raise ValueError(f"unknown {name} {value!r}; accepted: {', '.join(map(repr, accepted))}")
+    return value

@@ -1,0 +1,91 @@
+"""Command line: ``python -m recon run|book|sweep``.
+
+- ``run``: execute notebooks (all, or those named) with papermill at a profile, into
+  ``book/chapters/``; a failing notebook stops the run with its traceback.
+- ``book``: ``run``, then build the site with Jupyter Book into ``_build/html``, warnings as
+  errors.
+- ``sweep``: run a parameter grid into a resumable on-disk store (see :mod:`recon.sweep`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from recon import notebooks
+
+BUILD = notebooks.ROOT / "_build"
+
+
+def _run(names: list[str], profile: str) -> list[dict]:
+    names = notebooks.resolve(names, profile)
+    figures = BUILD / "figures"
+    records = []
+    for name in names:
+        print(f"[recon] running {name} at profile {profile!r} ...", flush=True)
+        try:
+            record = notebooks.run_notebook(name, profile, figures=figures)
+        except Exception as exc:
+            print(f"[recon] notebook {name} FAILED:\n{exc}", file=sys.stderr, flush=True)
+            raise SystemExit(1)
+        records.append(record)
+        print(f"[recon] {name}: done in {record['seconds']:.1f} s", flush=True)
+    BUILD.mkdir(exist_ok=True)
+    (BUILD / "runs.json").write_text(json.dumps(records, indent=1))
+    return records
+
+
+def _jupyter_book() -> str:
+    exe = Path(sys.executable).parent / "jupyter-book"
+    found = str(exe) if exe.exists() else shutil.which("jupyter-book")
+    if not found:
+        raise SystemExit("jupyter-book is not installed: pip install 'jupyter-book>=1.0.4,<2'")
+    return found
+
+
+def _book(names: list[str], profile: str) -> None:
+    _run(names, profile)
+    html = BUILD / "html"
+    cmd = [_jupyter_book(), "build", str(notebooks.ROOT), "--warningiserror", "--keep-going"]
+    print("[recon] building the book:", " ".join(cmd), flush=True)
+    result = subprocess.run(cmd, cwd=notebooks.ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"[recon] the book build failed (exit {result.returncode})")
+    if not (html / "index.html").is_file():
+        raise SystemExit(f"[recon] the build finished but {html / 'index.html'} is missing")
+    if (BUILD / "figures").is_dir():
+        shutil.copytree(BUILD / "figures", html / "figures", dirs_exist_ok=True)
+    print(f"[recon] the book is at {html / 'index.html'}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recon", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command, help_text in (("run", "execute notebooks with papermill"),
+                               ("book", "execute notebooks, then build the site")):
+        p = sub.add_parser(command, help=help_text)
+        p.add_argument("names", nargs="*", help="notebook names (default: all in profiles.yml)")
+        p.add_argument("--profile", default="quick", help="smoke, quick (default) or paper")
+    sub.add_parser("sweep", help="run a parameter grid (see python -m recon sweep -h)",
+                   add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "sweep":
+        from recon import sweep
+
+        return sweep.main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        notebooks.resolve(args.names, args.profile)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+    if args.command == "run":
+        _run(args.names, args.profile)
+    else:
+        _book(args.names, args.profile)
+    return 0

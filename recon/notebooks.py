@@ -1,0 +1,110 @@
+"""Running the book's notebooks with papermill, and reading back the numbers they glue.
+
+Notebooks live in ``notebooks/``; ``notebooks/profiles.yml`` names, for each notebook, the
+parameter sets ``smoke`` (tests), ``quick`` (the book on a CPU) and ``paper`` (the authors'
+sizes, for a GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from recon import checks
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+CHAPTERS = ROOT / "book" / "chapters"
+PROFILES = ("smoke", "quick", "paper")
+
+
+def load_profiles(path: Path | None = None) -> dict[str, dict[str, dict]]:
+    """``{notebook: {profile: parameters}}`` from ``profiles.yml``, in book order."""
+    path = Path(path) if path else NOTEBOOKS / "profiles.yml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no notebook profiles at {path}")
+    profiles = yaml.safe_load(path.read_text()) or {}
+    for name, sets in profiles.items():
+        missing = [p for p in PROFILES if p not in (sets or {})]
+        if missing:
+            raise ValueError(f"{path}: notebook {name!r} lacks profile(s) {missing}")
+    return profiles
+
+
+def resolve(names: list[str] | None, profile: str) -> list[str]:
+    """Check notebook names and the profile name against ``profiles.yml``; all notebooks when
+    ``names`` is empty."""
+    profiles = load_profiles()
+    checks.choice("profile", profile, PROFILES)
+    for name in names or []:
+        checks.choice("notebook", name, profiles)
+        if not (NOTEBOOKS / f"{name}.ipynb").is_file():
+            raise FileNotFoundError(f"notebook {name!r} is in profiles.yml but "
+                                    f"{NOTEBOOKS / (name + '.ipynb')} does not exist")
+    return list(names) if names else list(profiles)
+
+
+def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = None,
+                 overrides: dict | None = None, figures: Path | None = None) -> dict:
+    """Execute ``notebooks/NAME.ipynb`` with papermill at ``profile`` (plus ``overrides``)
+    into ``output_dir/NAME.ipynb``. Returns a status record: parameters, seconds, success,
+    and the error if it failed (the exception is re-raised after the record is written)."""
+    import papermill as pm
+
+    (name,) = resolve([name], profile)
+    params = dict(load_profiles()[name][profile] or {})
+    params.update(overrides or {})
+    output_dir = Path(output_dir) if output_dir else CHAPTERS
+    output_dir.mkdir(parents=True, exist_ok=True)
+    output = output_dir / f"{name}.ipynb"
+    env_before = {k: os.environ.get(k) for k in ("RECON_PROFILE", "RECON_FIGURES")}
+    os.environ["RECON_PROFILE"] = profile
+    if figures is not None:
+        os.environ["RECON_FIGURES"] = str(Path(figures).resolve())
+    record = {"notebook": name, "profile": profile, "parameters": params, "output": str(output)}
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(output), parameters=params,
+                            kernel_name="python3", progress_bar=False, cwd=str(output_dir))
+        record.update(success=True, error=None)
+    except Exception as exc:
+        record.update(success=False, error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        record["seconds"] = round(time.perf_counter() - start, 2)
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return record
+
+
+def read_glued(path: str | os.PathLike) -> dict:
+    """The values a executed notebook glued with ``myst_nb.glue``, by name.
+
+    Plain numbers, strings, lists and dicts come back as Python values (parsed from their
+    text representation); anything else as its text.
+    """
+    import ast
+
+    nb = json.loads(Path(path).read_text())
+    values = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            scrap = out.get("metadata", {}).get("scrapbook")
+            if not scrap:
+                continue
+            text = out.get("data", {}).get("application/papermill.record/text/plain")
+            if text is None:
+                continue
+            text = "".join(text) if isinstance(text, list) else text
+            try:
+                values[scrap["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                values[scrap["name"]] = text
+    return values

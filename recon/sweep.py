@@ -1,0 +1,730 @@
+"""Parameter sweeps with an on-disk cache, run locally or on a Dask cluster.
+
+A **grid** names a set of cells; a **cell** is a dict of parameters; a **cell function**
+``fn(**params) -> dict`` computes the metrics of one cell (e.g. the reconstruction error of
+one ``(p, n, d, seed)`` point of the law ``p ~ n d``). :func:`run_sweep` runs every cell that
+the **store** (a folder) does not hold yet and writes one JSON record per cell;
+:func:`load_table` reads the records back as a tidy :class:`pandas.DataFrame`.
+
+Store layout: ``STORE/<key>.json``, where ``key`` = :func:`cell_key` = a SHA-256 prefix of
+the canonical JSON of ``{"fn": "module:qualname", "params": {...}}``. A changed parameter
+(or another cell function) is therefore a new file, never a stale hit. Each record holds::
+
+    key, grid, fn, params, status ("ok" | "failed"), metrics, error, traceback,
+    runtime_s, batch_size, versions {python, jax, numpy, recon}, host, timestamp (UTC)
+
+Records are written by the driver, atomically (temporary file in the store, ``fsync``,
+``os.replace``), so Dask workers never need to see the store. A record that cannot be read,
+lacks keys, or whose ``fn``/``params`` do not match the cell it is filed under is reported
+with a :class:`CorruptRecordWarning` and recomputed.
+
+Batching (``batch_over="seed"``): the cells that differ only in ``seed`` are run by ONE call
+``fn(**others, seed=[s0, s1, ...])`` that must return a list of metric dicts, one per seed and
+in the same order, equal to what the one-seed calls would return (``fn`` may ``jax.vmap``
+over the seeds inside). Records stay one per cell, with the same keys as unbatched runs.
+
+YAML grid files (for ``python -m recon sweep --grid FILE.yml``)::
+
+    name: law                      # grid name, stored in every record
+    cell: recon.sweep:demo_cell    # the cell function, "module:function"
+    params:                        # dict of lists -> Cartesian product ...
+      x: [1, 2, 3]
+      seed: [0, 1]
+    # params:                      # ... or an explicit list of cells
+    #   - {x: 1, y: 10}
+    #   - {x: 2, y: 20}
+    fixed: {y: 5}                  # optional, added to every cell
+    batch_over: seed               # optional
+    retry_failed: true             # optional (default true)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib
+import importlib.metadata
+import inspect
+import itertools
+import json
+import os
+import platform
+import socket
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+__all__ = [
+    "Grid",
+    "Summary",
+    "CorruptRecordWarning",
+    "cell_key",
+    "function_name",
+    "run_sweep",
+    "load_table",
+    "read_grid_file",
+    "resolve_function",
+    "demo_cell",
+    "main",
+]
+
+EXECUTORS = ("local", "dask")
+RECORD_KEYS = frozenset(
+    {"key", "grid", "fn", "params", "status", "metrics", "error", "traceback",
+     "runtime_s", "batch_size", "versions", "host", "timestamp"}
+)
+_KEY_LENGTH = 24  # hex characters of SHA-256 kept in file names (96 bits)
+_VALUE_TYPES = (list, tuple, range)
+
+
+class CorruptRecordWarning(UserWarning):
+    """A record file in the store is unreadable or does not match its cell; it is recomputed."""
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def _canonical(obj: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces, no NaN): equal objects give equal strings."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _check_value(name: str, value: Any) -> None:
+    """Raise TypeError unless ``value`` is JSON-serialisable (so it can be hashed and stored)."""
+    try:
+        _canonical(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"parameter {name!r} = {value!r} (type {type(value).__name__}) is not "
+            f"JSON-serialisable ({err}); use plain int/float/str/bool/None/list/dict values"
+        ) from None
+
+
+def _check_cell(cell: Any, where: str) -> dict:
+    """Return ``cell`` as a dict after checking its keys are strings and values JSON."""
+    if not isinstance(cell, Mapping):
+        raise TypeError(f"{where} must be a dict of parameters, got {type(cell).__name__}")
+    for name, value in cell.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"{where}: parameter names must be identifiers, got {name!r}")
+        _check_value(name, value)
+    return dict(cell)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A named set of cells.
+
+    ``params`` is either a dict ``{name: [values, ...]}`` expanded as a Cartesian product (in
+    the order given, last name varying fastest), or an explicit list of cell dicts (for
+    non-product grids such as pairs ``(n, d)``). ``fixed`` is added to every cell.
+    """
+
+    name: str
+    params: Mapping[str, Sequence] | Sequence[Mapping[str, Any]]
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def cells(self) -> list[dict]:
+        """Return the list of cells (dicts of parameters); raise on malformed grids."""
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Grid name must be a non-empty string, got {self.name!r}")
+        fixed = _check_cell(self.fixed, f"grid {self.name!r}: fixed")
+        base = self._explicit_cells() if _is_cell_list(self.params) else self._product_cells()
+        cells = []
+        for cell in base:
+            clash = sorted(set(cell) & set(fixed))
+            if clash:
+                raise ValueError(f"grid {self.name!r}: {clash} given both in params and fixed")
+            cells.append({**cell, **fixed})
+        _check_unique(self.name, cells)
+        return cells
+
+    def _product_cells(self) -> list[dict]:
+        """Expand the dict-of-lists form as a Cartesian product."""
+        if not isinstance(self.params, Mapping):
+            raise TypeError(
+                f"grid {self.name!r}: params must be a dict of lists or a list of dicts, "
+                f"got {type(self.params).__name__}"
+            )
+        if not self.params:
+            raise ValueError(f"grid {self.name!r} is empty: params has no parameters")
+        for name, values in self.params.items():
+            if not isinstance(values, _VALUE_TYPES):
+                raise TypeError(
+                    f"grid {self.name!r}: parameter {name!r} must be a list of values, got "
+                    f"{values!r} (type {type(values).__name__}); write [{values!r}] or move "
+                    "it to fixed"
+                )
+            if len(values) == 0:
+                raise ValueError(f"grid {self.name!r} is empty: parameter {name!r} has no values")
+        names = list(self.params)
+        combos = itertools.product(*(list(self.params[n]) for n in names))
+        return [_check_cell(dict(zip(names, c)), f"grid {self.name!r}") for c in combos]
+
+    def _explicit_cells(self) -> list[dict]:
+        """Check the list-of-dicts form."""
+        if len(self.params) == 0:
+            raise ValueError(f"grid {self.name!r} is empty: the list of cells has no entries")
+        return [_check_cell(c, f"grid {self.name!r}: cell {i}") for i, c in enumerate(self.params)]
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> Grid:
+        """Build a grid from ``{"name", "params", "fixed"?}`` (e.g. a parsed YAML file)."""
+        missing = {"name", "params"} - set(spec)
+        if missing:
+            raise ValueError(f"grid spec lacks {sorted(missing)}; it needs name and params")
+        return cls(name=spec["name"], params=spec["params"], fixed=spec.get("fixed") or {})
+
+
+def _is_cell_list(params: Any) -> bool:
+    """True for the explicit form (a list/tuple of cells) rather than a dict of lists."""
+    return isinstance(params, (list, tuple))
+
+
+def _check_unique(name: str, cells: list[dict]) -> None:
+    """Raise ValueError if two cells of a grid have the same parameters."""
+    seen: set[str] = set()
+    for cell in cells:
+        text = _canonical(cell)
+        if text in seen:
+            raise ValueError(f"grid {name!r} has the cell {cell} more than once")
+        seen.add(text)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def function_name(fn: Callable) -> str:
+    """Return ``"module:qualname"`` of a top-level function; raise TypeError otherwise.
+
+    The name identifies the cell function in every key, so it must be stable and importable:
+    lambdas, nested functions and ``functools.partial`` objects are refused.
+    """
+    if not callable(fn):
+        raise TypeError(f"the cell function must be callable, got {fn!r}")
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise TypeError(
+            f"the cell function must be a top-level function (importable as module:name), "
+            f"got {fn!r}"
+        )
+    return f"{module}:{qualname}"
+
+
+def cell_key(fn: Callable | str, params: Mapping[str, Any]) -> str:
+    """Return the store key of a cell: SHA-256 prefix of canonical JSON of (fn name, params)."""
+    name = fn if isinstance(fn, str) else function_name(fn)
+    text = _canonical({"fn": name, "params": dict(params)})
+    return hashlib.sha256(text.encode()).hexdigest()[:_KEY_LENGTH]
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _versions() -> dict[str, str | None]:
+    """Versions of python, jax, numpy and recon in the running interpreter."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for package in ("jax", "numpy", "recon"):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _to_builtin(obj: Any) -> Any:
+    """``json`` fallback: numpy/JAX scalars and arrays become Python numbers and lists."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _plain_metrics(metrics: Any) -> dict:
+    """Return ``metrics`` as a plain-JSON dict; raise TypeError if it is not one."""
+    if not isinstance(metrics, Mapping):
+        raise TypeError(
+            f"the cell function must return a dict of metrics, got {type(metrics).__name__}"
+        )
+    return json.loads(json.dumps(dict(metrics), default=_to_builtin))
+
+
+def _outcome(status: str, metrics: dict | None, error: str | None, tb: str | None,
+             runtime_s: float, batch_size: int) -> dict:
+    """The part of a record produced where the cell ran (worker or driver)."""
+    return {
+        "status": status, "metrics": metrics, "error": error, "traceback": tb,
+        "runtime_s": runtime_s, "batch_size": batch_size, "versions": _versions(),
+        "host": socket.gethostname(),
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _failure(err: BaseException, runtime_s: float, batch_size: int) -> dict:
+    """An outcome for a cell whose function raised ``err``."""
+    tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return _outcome("failed", None, f"{type(err).__name__}: {err}", tb, runtime_s, batch_size)
+
+
+def _run_task(fn: Callable, params: dict, batch_over: str | None, batch: list) -> list[dict]:
+    """Run one task (one cell, or one batch of cells) and return one outcome per cell.
+
+    Exceptions from ``fn`` are caught and turned into "failed" outcomes, so a failing cell
+    never stops the sweep. Runs on the driver or on a Dask worker.
+    """
+    start = time.perf_counter()
+    try:
+        if batch_over is None:
+            results = [fn(**params)]
+        else:
+            results = fn(**params, **{batch_over: list(batch)})
+            if not isinstance(results, Sequence) or len(results) != len(batch):
+                raise TypeError(
+                    f"batched cell function must return a list of {len(batch)} metric dicts "
+                    f"(one per {batch_over}), got {type(results).__name__}"
+                    + (f" of length {len(results)}" if isinstance(results, Sequence) else "")
+                )
+        metrics = [_plain_metrics(m) for m in results]
+    except Exception as err:  # noqa: BLE001 - every failure is recorded, none kills the sweep
+        elapsed = (time.perf_counter() - start) / len(batch)
+        return [_failure(err, elapsed, len(batch)) for _ in batch]
+    elapsed = (time.perf_counter() - start) / len(batch)
+    return [_outcome("ok", m, None, None, elapsed, len(batch)) for m in metrics]
+
+
+def _write_json_atomic(path: Path, record: dict) -> None:
+    """Write ``record`` to ``path`` atomically: temp file in the same folder, fsync, replace."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_record(path: Path) -> tuple[dict | None, str | None]:
+    """Return ``(record, None)`` for a well-formed record file, else ``(None, why)``."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"not valid JSON ({err})"
+    if not isinstance(record, dict):
+        return None, f"not a JSON object but {type(record).__name__}"
+    missing = RECORD_KEYS - set(record)
+    if missing:
+        return None, f"missing keys {sorted(missing)}"
+    if record["status"] not in ("ok", "failed"):
+        return None, f"unknown status {record['status']!r}"
+    if record["status"] == "ok" and not isinstance(record["metrics"], dict):
+        return None, "status ok but metrics is not a dict"
+    if not isinstance(record["params"], dict) or not isinstance(record["fn"], str):
+        return None, "params is not a dict or fn is not a string"
+    if record["key"] != path.stem or cell_key(record["fn"], record["params"]) != path.stem:
+        return None, "its fn/params do not hash to its file name"
+    return record, None
+
+
+def _warn_corrupt(path: Path, why: str, action: str) -> None:
+    """Report a corrupt record with its path and the reason."""
+    warnings.warn(f"corrupt sweep record {path}: {why}; {action}", CorruptRecordWarning,
+                  stacklevel=3)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclasses.dataclass
+class Summary:
+    """What one :func:`run_sweep` call did.
+
+    ``computed``: cells run now (ok or failed); ``reused``: records taken from the store;
+    ``failed``: cells whose record is "failed" after the run (new or kept with
+    ``retry_failed=False``); ``corrupt``: unreadable/mismatched records found (recomputed if
+    within ``max_cells``); ``pending``: cells left for a later run by ``max_cells``.
+    """
+
+    grid: str
+    store: str
+    total: int
+    computed: int = 0
+    reused: int = 0
+    failed: int = 0
+    corrupt: int = 0
+    pending: int = 0
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True when every cell has an "ok" record."""
+        return self.failed == 0 and self.pending == 0
+
+    def __str__(self) -> str:
+        return (
+            f"sweep {self.grid!r}: {self.total} cells: {self.computed} computed, "
+            f"{self.reused} reused, {self.failed} failed, {self.corrupt} corrupt, "
+            f"{self.pending} pending ({self.seconds:.1f} s; store {self.store})"
+        )
+
+
+@dataclasses.dataclass
+class _Task:
+    """One unit of work: the shared params, and the cells (keys) it covers."""
+
+    params: dict
+    cells: list[dict]
+    keys: list[str]
+    batch: list
+
+
+def _make_tasks(cells: list[dict], keys: list[str], batch_over: str | None) -> list[_Task]:
+    """Group the cells to compute into tasks; with ``batch_over``, one task per other-params."""
+    if batch_over is None:
+        return [_Task(c, [c], [k], [None]) for c, k in zip(cells, keys)]
+    groups: dict[str, _Task] = {}
+    for cell, key in zip(cells, keys):
+        others = {n: v for n, v in cell.items() if n != batch_over}
+        task = groups.setdefault(_canonical(others), _Task(others, [], [], []))
+        task.cells.append(cell)
+        task.keys.append(key)
+        task.batch.append(cell[batch_over])
+    return list(groups.values())
+
+
+def _check_signature(fn: Callable, cells: list[dict]) -> None:
+    """Raise TypeError if some cell's parameters cannot be passed to ``fn``."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    for cell in cells:
+        try:
+            signature.bind(**cell)
+        except TypeError as err:
+            raise TypeError(
+                f"cell {cell} does not fit {function_name(fn)}{signature}: {err}"
+            ) from None
+
+
+def _check_options(executor: str | None, scheduler: Any, batch_over: str | None,
+                   max_cells: int | None, cells: list[dict]) -> str:
+    """Validate the run options before anything is computed; return the executor name."""
+    if executor is None:
+        executor = "local" if scheduler is None else "dask"
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
+    if executor == "dask" and scheduler is None:
+        raise ValueError('executor="dask" needs scheduler= (an address or a dask Client)')
+    if executor == "local" and scheduler is not None:
+        raise ValueError('scheduler= is only used with executor="dask"')
+    if batch_over is not None:
+        lacking = [c for c in cells if batch_over not in c]
+        if lacking:
+            raise ValueError(
+                f"batch_over={batch_over!r} but cell {lacking[0]} has no such parameter"
+            )
+    if max_cells is not None and (isinstance(max_cells, bool) or not isinstance(max_cells, int)
+                                  or max_cells < 0):
+        raise ValueError(f"max_cells must be None or an integer >= 0, got {max_cells!r}")
+    return executor
+
+
+def _prepare_store(store: str | os.PathLike) -> Path:
+    """Create the store folder if needed; raise ValueError if the path is not a folder."""
+    path = Path(store)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"store {path} exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _lookup(path: Path, key: str, fn_name: str, cell: dict, summary: Summary) -> dict | None:
+    """Return the usable record of a cell, or None if it must be (re)computed."""
+    file = path / f"{key}.json"
+    if not file.exists():
+        return None
+    record, why = _read_record(file)
+    if record is not None and (record["fn"] != fn_name
+                               or _canonical(record["params"]) != _canonical(cell)):
+        record, why = None, "its fn/params differ from the cell filed under this key"
+    if record is None:
+        summary.corrupt += 1
+        _warn_corrupt(file, why, "it will be recomputed")
+    return record
+
+
+def _execute_local(fn, tasks, batch_over):
+    """Yield ``(task, outcomes)`` running tasks one after another in this process."""
+    for task in tasks:
+        yield task, _run_task(fn, task.params, batch_over, task.batch)
+
+
+def _execute_dask(fn, tasks, batch_over, scheduler):
+    """Yield ``(task, outcomes)`` as Dask futures complete (``client.map`` + ``as_completed``)."""
+    from dask.distributed import Client, as_completed
+
+    own = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own else scheduler
+    futures = client.map(
+        _run_task, [fn] * len(tasks), [t.params for t in tasks], [batch_over] * len(tasks),
+        [t.batch for t in tasks], pure=False,
+    )
+    index = {f.key: t for f, t in zip(futures, tasks)}
+    try:
+        for future in as_completed(futures):
+            task = index[future.key]
+            try:
+                outcomes = future.result()
+            except Exception as err:  # noqa: BLE001 - lost worker, unpicklable fn, ...
+                outcomes = [_failure(err, 0.0, len(task.cells)) for _ in task.cells]
+            yield task, outcomes
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+        if own:
+            client.close()
+
+
+def run_sweep(
+    grid: Grid,
+    fn: Callable[..., dict],
+    store: str | os.PathLike,
+    *,
+    executor: str | None = None,
+    scheduler: Any = None,
+    retry_failed: bool = True,
+    batch_over: str | None = None,
+    max_cells: int | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Compute every cell of ``grid`` with ``fn`` that ``store`` does not already hold.
+
+    ``fn(**cell) -> dict`` of JSON-able metrics (numpy/JAX scalars are converted) must be a
+    top-level function. Finished cells are reused; failed ones are recomputed unless
+    ``retry_failed=False``; corrupt records are warned about and recomputed. Exceptions in
+    ``fn`` are recorded (message and traceback) and do not stop the sweep.
+
+    ``executor``: ``"local"`` (default: sequential, in-process, so jitted JAX functions are
+    reused across cells) or ``"dask"`` with ``scheduler`` = an address (``"tcp://..."``) or a
+    ``dask.distributed.Client``; results are written by this process as they arrive.
+    ``batch_over``: a parameter name (e.g. ``"seed"``); see the module docstring.
+    ``max_cells``: compute at most this many cells now (the rest stay pending).
+    Returns a :class:`Summary`. All inputs are checked before any cell is computed.
+    """
+    started = time.perf_counter()
+    cells = grid.cells()
+    fn_name = function_name(fn)
+    executor = _check_options(executor, scheduler, batch_over, max_cells, cells)
+    _check_signature(fn, cells)
+    path = _prepare_store(store)
+
+    summary = Summary(grid=grid.name, store=str(path), total=len(cells))
+    todo, todo_keys = [], []
+    for cell in cells:
+        key = cell_key(fn_name, cell)
+        record = _lookup(path, key, fn_name, cell, summary)
+        if record is not None and (record["status"] == "ok" or not retry_failed):
+            summary.reused += 1
+            summary.failed += record["status"] == "failed"
+        else:
+            todo.append(cell)
+            todo_keys.append(key)
+    limit = len(todo) if max_cells is None else min(max_cells, len(todo))
+    summary.pending = len(todo) - limit
+    tasks = _make_tasks(todo[:limit], todo_keys[:limit], batch_over)
+
+    if executor == "local":
+        results = _execute_local(fn, tasks, batch_over)
+    else:
+        results = _execute_dask(fn, tasks, batch_over, scheduler)
+    with tqdm(total=limit, desc=grid.name, unit="cell", disable=not progress) as bar:
+        for task, outcomes in results:
+            for cell, key, outcome in zip(task.cells, task.keys, outcomes):
+                record = {"key": key, "grid": grid.name, "fn": fn_name, "params": cell, **outcome}
+                _write_json_atomic(path / f"{key}.json", record)
+                summary.computed += 1
+                summary.failed += outcome["status"] == "failed"
+            bar.update(len(task.cells))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+# --------------------------------------------------------------------------- reading
+
+
+_BASE_COLUMNS = ["grid", "fn", "status", "runtime_s", "batch_size", "error", "timestamp", "key"]
+
+
+def _row(record: dict) -> dict:
+    """Flatten a record into one table row: params and metrics become columns.
+
+    A metric whose name collides with a parameter or a base column is named ``metric_<name>``.
+    """
+    row = {name: record[name] for name in _BASE_COLUMNS}
+    row.update(record["params"])
+    for name, value in (record["metrics"] or {}).items():
+        row[f"metric_{name}" if name in row else name] = value
+    return row
+
+
+def load_table(
+    store: str | os.PathLike,
+    grid: Grid | str | None = None,
+    fn: Callable | str | None = None,
+) -> pd.DataFrame:
+    """Read the store as a tidy table: one row per record, params and metrics as columns.
+
+    ``grid``: a :class:`Grid` keeps the records of its cells (in grid order), a string keeps
+    the records written under that grid name; ``fn`` keeps one cell function's records.
+    Columns: grid, fn, the parameters, the metrics, then status, runtime_s, batch_size, error,
+    timestamp, key. Corrupt records are warned about and left out.
+    """
+    path = Path(store)
+    if not path.is_dir():
+        raise ValueError(f"store {path} is not a folder")
+    fn_name = None if fn is None else (fn if isinstance(fn, str) else function_name(fn))
+    order = None
+    if isinstance(grid, Grid):
+        order = {_canonical(c): i for i, c in enumerate(grid.cells())}
+    records = []
+    for file in sorted(path.glob("*.json")):
+        if file.name.startswith("."):
+            continue
+        record, why = _read_record(file)
+        if record is None:
+            _warn_corrupt(file, why, "left out of the table")
+            continue
+        if fn_name is not None and record["fn"] != fn_name:
+            continue
+        if isinstance(grid, str) and record["grid"] != grid:
+            continue
+        if order is not None and _canonical(record["params"]) not in order:
+            continue
+        records.append(record)
+    if order is not None:
+        records.sort(key=lambda r: (order[_canonical(r["params"])], r["fn"]))
+        return _frame([_row(r) for r in records])
+    records.sort(key=lambda r: (r["grid"], r["fn"], _canonical(r["params"])))
+    return _sorted_by_params(_frame([_row(r) for r in records]), records)
+
+
+def _sorted_by_params(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
+    """Sort rows by grid, fn, then parameter values (numerically where they are numbers)."""
+    names = list(dict.fromkeys(n for r in records for n in r["params"]))
+    try:
+        table = table.sort_values(["grid", "fn", *names], kind="stable", na_position="first")
+    except TypeError:  # mixed types in a parameter column: keep the canonical-JSON order
+        return table
+    return table.reset_index(drop=True)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    """Build the DataFrame with the base columns arranged around params and metrics."""
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=_BASE_COLUMNS)
+    middle = [c for c in table.columns if c not in _BASE_COLUMNS]
+    return table[["grid", "fn", *middle, *_BASE_COLUMNS[2:]]].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- files and CLI
+
+
+_FILE_KEYS = {"name", "cell", "params", "fixed", "batch_over", "retry_failed"}
+
+
+def resolve_function(spec: str) -> Callable:
+    """Import ``"module:function"`` (the function may be ``Class.method``) and return it."""
+    if not isinstance(spec, str) or spec.count(":") != 1:
+        raise ValueError(f"cell function must be written 'module:function', got {spec!r}")
+    module_name, attr = spec.split(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"cannot import module {module_name!r} of cell function {spec!r}: {err}"
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"module {module_name!r} has no {attr!r} (cell function {spec!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{spec!r} is not callable")
+    return obj
+
+
+def read_grid_file(path: str | os.PathLike) -> tuple[Grid, Callable, dict]:
+    """Read a YAML grid file; return ``(grid, cell function, run options)``.
+
+    The run options are the optional ``batch_over`` and ``retry_failed`` keys, ready to be
+    passed to :func:`run_sweep`. The format is shown in the module docstring.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"grid file {path} does not exist")
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(spec, dict):
+        raise ValueError(f"grid file {path} must hold a mapping with name, cell and params")
+    unknown = set(spec) - _FILE_KEYS
+    if unknown or "cell" not in spec:
+        raise ValueError(
+            f"grid file {path}: unknown keys {sorted(unknown)} or missing 'cell'; "
+            f"allowed keys are {sorted(_FILE_KEYS)} (name, cell, params required)"
+        )
+    options = {k: spec[k] for k in ("batch_over", "retry_failed") if k in spec}
+    return Grid.from_dict(spec), resolve_function(spec["cell"]), options
+
+
+def demo_cell(x: float, y: float = 0.0, seed: int | list = 0, fail: bool = False):
+    """A cheap deterministic cell for tests and examples: ``sum = x + y + seed``, ``prod = x*y``.
+
+    Raises ValueError when ``fail`` is true. Accepts a list of seeds too (the ``batch_over``
+    contract), returning one metrics dict per seed.
+    """
+    if isinstance(seed, list):
+        return [demo_cell(x, y, s, fail) for s in seed]
+    if fail:
+        raise ValueError(f"demo_cell asked to fail at x={x}, y={y}, seed={seed}")
+    return {"sum": x + y + seed, "prod": x * y, "seed_parity": seed % 2}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m recon sweep``."""
+    parser = argparse.ArgumentParser(
+        prog="recon sweep", description="Run a parameter grid with an on-disk cache (resumes)."
+    )
+    parser.add_argument("--grid", required=True, help="YAML grid file (name, cell, params, fixed)")
+    parser.add_argument("--store", required=True, help="folder of the result records")
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...)")
+    parser.add_argument("--max-cells", type=int, default=None, help="compute at most N cells now")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m recon sweep``: print the summary; exit status 1 if any cell failed."""
+    args = build_parser().parse_args(argv)
+    grid, fn, options = read_grid_file(args.grid)
+    summary = run_sweep(
+        grid, fn, args.store, scheduler=args.scheduler, max_cells=args.max_cells,
+        progress=not args.no_progress, **options,
+    )
+    print(summary)
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""The notebooks through papermill, the command line, and the built book."""
+
+import re
+import subprocess
+import sys
+
+import papermill as pm
+import pytest
+
+from conftest import ROOT
+from recon import notebooks
+from recon.experiments import SyntheticRF
+
+NB = ROOT / "notebooks" / "synthetic_random_features.ipynb"
+GLUED = {"train_mse", "recovered_fraction", "mean_error", "iterations", "seconds"}
+
+
+def execute(tmp_path, **params):
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(NB), str(out), parameters=params, kernel_name="python3",
+                        progress_bar=False, cwd=str(tmp_path))
+    return notebooks.read_glued(out)
+
+
+def test_every_notebook_has_one_parameters_cell_and_no_outputs():
+    import nbformat
+
+    for name in notebooks.load_profiles():
+        nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, name
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), name
+        assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_papermill_run_recovers_every_sample(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECON_FIGURES", str(tmp_path / "figures"))
+    glued = execute(tmp_path, n=8, d=20, p=1600, seed=1, compare_steps=100)
+    assert GLUED <= set(glued)
+    assert glued["recovered_fraction"] == 1.0
+    assert glued["train_mse"] < 1e-8
+    assert glued["mean_error"] < 1e-2
+    for name in ("rf-synthetic-history", "rf-synthetic-per-sample", "rf-synthetic-samples"):
+        for ext in ("png", "pdf", "svg", "json"):
+            assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 0
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"p": 0}, "p must be an integer >= 1, got 0"),
+    ({"n": "abc"}, "n must be an integer >= 1, got 'abc'"),
+    ({"activation": "sigmoid"}, "unknown activation 'sigmoid'"),
+])
+def test_bad_parameters_stop_the_notebook_with_a_clear_message(tmp_path, params, message):
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        execute(tmp_path, **params)
+    assert message in str(info.value)
+    assert "solve" not in info.value.traceback[-1] if info.value.traceback else True
+
+
+def test_settings_refuse_wrong_types_directly():
+    with pytest.raises(TypeError, match="d must be an integer"):
+        SyntheticRF(n=2, d=3.5, p=10)
+    with pytest.raises(ValueError, match="unknown solver 'sgd'"):
+        SyntheticRF(n=2, d=3, p=10, solver="sgd")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--profile", "fast"], "unknown profile 'fast'"),
+    (["run", "no_such_notebook", "--profile", "smoke"], "unknown notebook 'no_such_notebook'"),
+])
+def test_cli_refuses_unknown_names(args, message):
+    result = subprocess.run([sys.executable, "-m", "recon", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_book_builds_with_the_chapter_and_its_figures(built_book):
+    assert (built_book / "index.html").is_file()
+    page = built_book / "book" / "chapters" / "synthetic_random_features.html"
+    html = page.read_text()
+    images = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
+    assert len(images) >= 3, "the chapter shows its figures"
+    for src in images:
+        assert (page.parent / src).resolve().stat().st_size > 0
+    glued = notebooks.read_glued(ROOT / "book" / "chapters" / "synthetic_random_features.ipynb")
+    assert GLUED <= set(glued)
+    assert glued["recovered_fraction"] == 1.0
+    text = re.sub(r"<[^>]+>", "", html)
+    assert f"in {glued['iterations']}" in text.replace("\n", " ")  # glued text, not typed
+    assert (built_book / "figures" / "rf-synthetic-history.svg").is_file()

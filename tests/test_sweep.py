@@ -1,0 +1,282 @@
+"""Tests of recon.sweep: cache, resume, failures, corruption, batching, Dask, bad inputs, CLI."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recon import sweep
+from recon.sweep import CorruptRecordWarning, Grid, cell_key, demo_cell, load_table, run_sweep
+
+GRID = Grid(name="toy", params={"x": [1, 2, 3], "seed": [0, 1]}, fixed={"y": 10})
+VOLATILE = ["runtime_s", "timestamp", "batch_size"]
+
+
+def stable(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without the columns that legitimately differ between runs."""
+    return table.drop(columns=VOLATILE).reset_index(drop=True)
+
+
+def run(store, grid=GRID, fn=demo_cell, **kw):
+    """run_sweep with the progress bar off."""
+    return run_sweep(grid, fn, store, progress=False, **kw)
+
+
+def record_path(store: Path, cell: dict, fn=demo_cell) -> Path:
+    return Path(store) / f"{cell_key(fn, cell)}.json"
+
+
+@pytest.fixture(scope="module")
+def clean_table(tmp_path_factory):
+    store = tmp_path_factory.mktemp("clean")
+    summary = run(store)
+    assert (summary.computed, summary.reused, summary.failed) == (6, 0, 0)
+    return stable(load_table(store, GRID))
+
+
+def test_grid_expansion_product_and_explicit():
+    cells = GRID.cells()
+    assert cells[0] == {"x": 1, "seed": 0, "y": 10}
+    assert len(cells) == 6
+    pairs = Grid("pairs", [{"n": 5, "d": 10}, {"n": 10, "d": 20}], fixed={"seed": 0})
+    assert pairs.cells() == [{"n": 5, "d": 10, "seed": 0}, {"n": 10, "d": 20, "seed": 0}]
+
+
+def test_table_content(clean_table):
+    assert list(clean_table.columns[:2]) == ["grid", "fn"]
+    assert (clean_table["status"] == "ok").all()
+    assert clean_table["sum"].tolist() == [11, 12, 12, 13, 13, 14]
+    assert clean_table["fn"].iloc[0] == "recon.sweep:demo_cell"
+
+
+def test_record_contents(tmp_path):
+    run(tmp_path, Grid("one", {"x": [1]}))
+    record = json.loads(record_path(tmp_path, {"x": 1}).read_text())
+    assert record["params"] == {"x": 1} and record["metrics"]["sum"] == 1
+    assert record["status"] == "ok" and record["error"] is None
+    assert set(record["versions"]) == {"python", "jax", "numpy", "recon"}
+    assert record["runtime_s"] >= 0 and record["timestamp"]
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_resume_after_deleting_records(tmp_path, clean_table):
+    run(tmp_path)
+    for cell in GRID.cells()[1:3]:
+        record_path(tmp_path, cell).unlink()
+    summary = run(tmp_path)
+    assert (summary.computed, summary.reused) == (2, 4)
+    assert stable(load_table(tmp_path, GRID)).equals(clean_table)
+
+
+def test_max_cells_then_resume(tmp_path, clean_table):
+    first = run(tmp_path, max_cells=4)
+    assert (first.computed, first.pending, first.complete) == (4, 2, False)
+    second = run(tmp_path)
+    assert (second.computed, second.reused, second.pending, second.complete) == (2, 4, 0, True)
+    assert stable(load_table(tmp_path, GRID)).equals(clean_table)
+
+
+def test_changed_parameter_is_a_new_cell(tmp_path):
+    run(tmp_path)
+    changed = Grid("toy", {"x": [1, 2, 3], "seed": [0, 1]}, fixed={"y": 11})
+    summary = run(tmp_path, changed)
+    assert (summary.computed, summary.reused) == (6, 0)
+    assert load_table(tmp_path, changed)["sum"].tolist() == [12, 13, 13, 14, 14, 15]
+    assert len(load_table(tmp_path)) == 12
+    assert cell_key(demo_cell, {"x": 1}) != cell_key(demo_cell, {"x": 1.0})
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda text: text[: len(text) // 2], "not valid JSON"),
+        (lambda text: "", "not valid JSON"),
+        (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "metrics"}),
+         "missing keys"),
+        (lambda text: json.dumps({**json.loads(text), "params": {"x": 99, "seed": 0, "y": 10}}),
+         "do not hash"),
+        (lambda text: "[1, 2]", "not a JSON object"),
+    ],
+    ids=["truncated", "empty", "missing-key", "wrong-params", "not-object"],
+)
+def test_corrupt_record_is_warned_and_recomputed(tmp_path, clean_table, damage, why):
+    run(tmp_path)
+    path = record_path(tmp_path, GRID.cells()[0])
+    path.write_text(damage(path.read_text()))
+    with pytest.warns(CorruptRecordWarning, match=why) as caught:
+        assert len(load_table(tmp_path, GRID)) == 5  # left out, not silently read
+    assert str(path) in str(caught[0].message)
+    with pytest.warns(CorruptRecordWarning, match=str(path)):
+        summary = run(tmp_path)
+    assert (summary.corrupt, summary.computed, summary.reused) == (1, 1, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert stable(load_table(tmp_path, GRID)).equals(clean_table)
+
+
+def test_failed_cell_recorded_and_retried(tmp_path):
+    grid = Grid("fails", [{"x": 1}, {"x": 2, "fail": True}, {"x": 3}])
+    summary = run(tmp_path, grid)
+    assert (summary.computed, summary.failed, summary.complete) == (3, 1, False)
+    table = load_table(tmp_path, grid)
+    assert table["status"].tolist() == ["ok", "failed", "ok"]
+    record = json.loads(record_path(tmp_path, {"x": 2, "fail": True}).read_text())
+    assert record["error"].startswith("ValueError: demo_cell asked to fail")
+    assert "Traceback" in record["traceback"] and record["metrics"] is None
+    kept = run(tmp_path, grid, retry_failed=False)
+    assert (kept.computed, kept.reused, kept.failed) == (0, 3, 1)
+    retried = run(tmp_path, grid)
+    assert (retried.computed, retried.reused, retried.failed) == (1, 2, 1)
+
+
+def test_bad_return_value_is_a_failure(tmp_path):
+    summary = run(tmp_path, Grid("bad", {"x": [1]}), fn=returns_a_number)
+    assert summary.failed == 1
+    assert "must return a dict" in load_table(tmp_path)["error"].iloc[0]
+
+
+def returns_a_number(x):
+    return x
+
+
+def numpy_metrics(x):
+    import numpy as np
+
+    return {"value": np.float32(x) * 2, "vector": np.arange(x)}
+
+
+def test_numpy_metrics_are_stored_as_json(tmp_path):
+    run(tmp_path, Grid("np", {"x": [2]}), fn=numpy_metrics)
+    row = load_table(tmp_path).iloc[0]
+    assert row["value"] == 4.0 and row["vector"] == [0, 1]
+
+
+def test_batched_seeds_give_same_records(tmp_path, clean_table):
+    sweep_fn = counting_cell
+    COUNTER.clear()
+    summary = run(tmp_path, fn=sweep_fn, batch_over="seed")
+    assert summary.computed == 6 and len(COUNTER) == 3  # one call per x, all seeds at once
+    assert all(isinstance(seeds, list) and len(seeds) == 2 for seeds in COUNTER)
+    unbatched = tmp_path / "unbatched"
+    run(unbatched, fn=sweep_fn)
+    batched_table = stable(load_table(tmp_path, GRID))
+    assert batched_table.equals(stable(load_table(unbatched, GRID)))
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(
+        p.name for p in unbatched.glob("*.json"))
+
+
+COUNTER: list = []
+
+
+def counting_cell(x, y=0.0, seed=0, fail=False):
+    """demo_cell that remembers the seed arguments it was called with."""
+    COUNTER.append(seed)
+    return demo_cell(x, y, seed, fail)
+
+
+def wrong_length(x, seed):
+    return [{"v": 1}]
+
+
+def test_batched_wrong_length_fails_all_cells_of_batch(tmp_path):
+    summary = run(tmp_path, Grid("b", {"x": [1], "seed": [0, 1]}), fn=wrong_length,
+                  batch_over="seed")
+    assert (summary.computed, summary.failed) == (2, 2)
+
+
+def test_dask_gives_same_table(tmp_path, clean_table):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            summary = run(tmp_path, executor="dask", scheduler=client)
+            assert (summary.computed, summary.failed) == (6, 0)
+            again = run(tmp_path, scheduler=cluster.scheduler_address, max_cells=1)
+            assert (again.computed, again.reused) == (0, 6)
+            failing = run(tmp_path, Grid("f", {"x": [1], "fail": [True, False]}),
+                          scheduler=client)
+            assert (failing.computed, failing.failed) == (2, 1)
+    assert stable(load_table(tmp_path, GRID)).equals(clean_table)
+
+
+def test_progress_bar_runs(tmp_path, capsys):
+    run_sweep(Grid("bar", {"x": [1, 2]}), demo_cell, tmp_path, progress=True)
+    assert "bar" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"executor": "spark"}, ValueError, "unknown executor"),
+        ({"executor": "dask"}, ValueError, "needs scheduler"),
+        ({"batch_over": "nope"}, ValueError, "batch_over"),
+        ({"max_cells": -1}, ValueError, "max_cells"),
+        ({"grid": Grid("e", {"x": []})}, ValueError, "empty"),
+        ({"grid": Grid("e", [])}, ValueError, "empty"),
+        ({"grid": Grid("e", {})}, ValueError, "empty"),
+        ({"grid": Grid("e", {"x": 3})}, TypeError, "'x' must be a list"),
+        ({"grid": Grid("e", {"x": "abc"})}, TypeError, "'x' must be a list"),
+        ({"grid": Grid("e", {"x": [object()]})}, TypeError, "'x'.*JSON"),
+        ({"grid": Grid("e", {"x": [1]}, fixed={"y": {1, 2}})}, TypeError, "'y'.*JSON"),
+        ({"grid": Grid("e", {"x": [1]}, fixed={"x": 2})}, ValueError, "both"),
+        ({"grid": Grid("e", {"x": [1, 1]})}, ValueError, "more than once"),
+        ({"grid": Grid("e", {"z": [1]})}, TypeError, "does not fit"),
+        ({"fn": lambda x: {}}, TypeError, "top-level"),
+        ({"fn": 3}, TypeError, "callable"),
+    ],
+)
+def test_bad_inputs_raise_before_computing(tmp_path, kwargs, error, match):
+    store = tmp_path / "store"
+    grid = kwargs.pop("grid", GRID)
+    fn = kwargs.pop("fn", demo_cell)
+    with pytest.raises(error, match=match):
+        run_sweep(grid, fn, store, progress=False, **kwargs)
+    assert not store.exists() or not list(store.iterdir())
+
+
+GRID_YAML = """\
+name: cli
+cell: recon.sweep:demo_cell
+params:
+  x: [1, 2]
+  seed: [0, 1, 2]
+fixed: {y: 1}
+batch_over: seed
+"""
+
+
+def test_cli_main(tmp_path, capsys):
+    grid_file = tmp_path / "grid.yml"
+    grid_file.write_text(GRID_YAML)
+    store = tmp_path / "store"
+    assert sweep.main(["--grid", str(grid_file), "--store", str(store), "--no-progress",
+                       "--max-cells", "3"]) == 0
+    assert "3 computed" in capsys.readouterr().out
+    assert sweep.main(["--grid", str(grid_file), "--store", str(store), "--no-progress"]) == 0
+    assert "3 computed, 3 reused" in capsys.readouterr().out
+    assert load_table(store, "cli")["sum"].tolist() == [2, 3, 4, 3, 4, 5]
+
+
+def test_cli_bad_files(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(GRID_YAML.replace("recon.sweep:demo_cell", "recon.sweep:nope"))
+    with pytest.raises(ValueError, match="no 'nope'"):
+        sweep.main(["--grid", str(bad), "--store", str(tmp_path / "s")])
+    bad.write_text(GRID_YAML + "colour: red\n")
+    with pytest.raises(ValueError, match="colour"):
+        sweep.main(["--grid", str(bad), "--store", str(tmp_path / "s")])
+    with pytest.raises(ValueError, match="does not exist"):
+        sweep.main(["--grid", str(tmp_path / "missing.yml"), "--store", str(tmp_path / "s")])
+
+
+def test_dask_process_workers_by_address(tmp_path, clean_table):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        summary = run(tmp_path, scheduler=cluster.scheduler_address, batch_over="seed")
+    assert (summary.computed, summary.failed) == (6, 0)
+    assert stable(load_table(tmp_path, GRID)).equals(clean_table)
