@@ -67,3 +67,90 @@ class SyntheticRF:
     def as_dict(self) -> dict:
         """The settings as a plain dictionary (for figure sidecars)."""
         return asdict(self)
+
+
+def setup_synthetic_rf(n: int, d: int, p: int, seed: int = 0, activation: str = "relu",
+                       label_noise: float = 0.5, dtype=None):
+    """Data, trained RF model, fit report and solver key of one synthetic experiment.
+
+    One ``seed`` is split into independent keys for the data, ``V`` and the solver, exactly as
+    the chapter notebooks do. Returns ``(dataset, model, fit, key_solver)``.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from recon import data, train
+    from recon.models import RandomFeatures
+
+    dtype = jnp.float32 if dtype is None else dtype
+    key_data, key_model, key_solver = jax.random.split(jax.random.key(seed), 3)
+    dataset = data.synthetic_regression(key_data, n, d, noise=label_noise, dtype=dtype)
+    model = RandomFeatures(d, p, activation, rngs=nnx.Rngs(params=key_model), dtype=dtype)
+    fit = train.fit_min_norm(model, dataset.X, dataset.y)
+    return dataset, model, fit, key_solver
+
+
+def _pairs(name: str, value) -> list[tuple[int, int]]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(f"{name} must be a non-empty list of [n, d] pairs, got {value!r}")
+    pairs = []
+    for item in value:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise TypeError(f"each entry of {name} must be an [n, d] pair, got {item!r}")
+        pairs.append((checks.positive_int(f"{name}: n", item[0]),
+                      checks.positive_int(f"{name}: d", item[1])))
+    return pairs
+
+
+@dataclass(frozen=True)
+class LawSweep:
+    """The law chapter's grid: RF reconstruction for every ``(n, d)`` in ``sizes``, every
+    ``p = ratio * d * n`` and every seed; the ``reference`` preset on ``reference_size``."""
+
+    sizes: list
+    ratios: list
+    seeds: list
+    activation: str = "relu"
+    max_steps: int = 3000
+    reference_size: list | None = None
+    reference_steps: int = 3000
+    threshold: float = 1e-2
+
+    def __post_init__(self):
+        object.__setattr__(self, "sizes", _pairs("sizes", self.sizes))
+        if not isinstance(self.ratios, (list, tuple)) or not self.ratios:
+            raise TypeError(f"ratios must be a non-empty list of numbers, got {self.ratios!r}")
+        ratios = [checks.positive_float("ratios", r) for r in self.ratios]
+        if any(b <= a for a, b in zip(ratios, ratios[1:])):
+            raise ValueError(f"ratios must be increasing, got {ratios}")
+        object.__setattr__(self, "ratios", ratios)
+        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
+            raise TypeError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
+        object.__setattr__(self, "seeds", [checks.nonnegative_int("seeds", s) for s in self.seeds])
+        checks.choice("activation", self.activation, ACTIVATIONS)
+        checks.positive_int("max_steps", self.max_steps)
+        checks.positive_int("reference_steps", self.reference_steps)
+        checks.positive_float("threshold", self.threshold)
+        if self.reference_size:
+            object.__setattr__(self, "reference_size", _pairs("reference_size",
+                                                              [self.reference_size])[0])
+        else:
+            object.__setattr__(self, "reference_size", None)
+
+    def cells(self, code: str) -> list[dict]:
+        """Every sweep cell, default preset first, then the reference column."""
+        common = {"activation": self.activation, "threshold": self.threshold, "code": code}
+        cells = [dict(n=n, d=d, ratio=r, seed=s, solver="default", max_steps=self.max_steps,
+                      **common)
+                 for n, d in self.sizes for r in self.ratios for s in self.seeds]
+        if self.reference_size:
+            n, d = self.reference_size
+            cells += [dict(n=n, d=d, ratio=r, seed=s, solver="reference",
+                           max_steps=self.reference_steps, **common)
+                      for r in self.ratios for s in self.seeds]
+        return cells
+
+    def as_dict(self) -> dict:
+        """The settings as a plain dictionary (for figure sidecars)."""
+        return asdict(self)

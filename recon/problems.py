@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from recon import checks
 from recon.models import RandomFeatures, activation
@@ -79,4 +80,111 @@ def random_features_problem(model: RandomFeatures, n: int,
         input_shape=(model.d,),
         radius=math.sqrt(model.d),
         name=f"random features ({model.activation}, p={model.p})",
+    )
+
+
+def _variables(model) -> dict[str, Any]:
+    """The model's variables by dotted path (``"W2"``, ``"blocks.0.conv1.kernel"``)."""
+    _, state = nnx.split(model)
+    return {".".join(map(str, path)): v for path, v in nnx.to_flat_state(state)}
+
+
+def _readout_features(graphdef):
+    """``features(state, X)``: for each row ``x`` of ``X``, the Jacobian of the model's ``k``
+    outputs at ``x`` w.r.t. the readout (``k x P``), stacked into ``n*k x P`` rows."""
+    def outputs(readout, rest, x):
+        return nnx.merge(graphdef, readout, rest)(x[None]).reshape(-1)
+
+    jacobian = jax.vmap(jax.jacrev(outputs), in_axes=(None, None, 0))
+
+    def features(state, X):
+        readout, rest = state
+        J = jax.tree.leaves(jacobian(readout, rest, X))[0]  # (n, k, *readout shape)
+        return J.reshape(J.shape[0] * J.shape[1], -1)
+
+    return features
+
+
+def readout_problem(model, readout_name: str, initial_readout, n: int,
+                    radius: float | None = None, *,
+                    input_shape: tuple[int, ...] | None = None) -> ReconstructionProblem:
+    """The problem for any Flax NNX model whose parameter ``readout_name`` was trained from
+    ``initial_readout``: ``theta = vec(trained readout - initial readout)``, and the feature
+    rows of an input ``x`` are the Jacobian of the model's ``k`` outputs w.r.t. the readout at
+    the trained weights (``k`` rows of length ``P`` = readout size, by ``jax.jacrev``).
+
+    For :class:`recon.networks.TwoLayer` (readout ``"W2"``) the rows are
+    ``e_j (x) act(W1 x)``; for :class:`recon.networks.ResNet` (readout ``"head"``, ``k = 1``)
+    the row is the penultimate activations; for :class:`recon.models.RandomFeatures`
+    (readout ``"theta"``, initial value zero) it is ``phi(x) = act(V x)``, as in
+    :func:`random_features_problem` with ``relu_surrogate_slope=0``. The readout enters the
+    outputs linearly in all three, so the rows do not depend on its value.
+
+    Args:
+        model: the trained Flax NNX module; its weights are copied into ``problem.state``
+            (``(readout state, other state)``, split with ``nnx.split``), so later changes
+            to ``model`` do not affect the problem.
+        readout_name: dotted path of the readout variable (``"W2"``, ``"head"``,
+            ``"blocks.0.conv1.kernel"``); models name theirs in ``model.readout_name``.
+        initial_readout: its value before training (``TrainReport.initial_readout``).
+        n: number of inputs to recover.
+        radius: norm of each input; default ``sqrt(d)``.
+        input_shape: shape of one input as the model takes it in ``model(X)`` (rows of
+            ``X``); default ``model.input_shape`` or ``(model.d,)``.
+    """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be a Flax NNX module, got {type(model).__name__}")
+    n = checks.positive_int("n", n)
+    if not isinstance(readout_name, str):
+        raise TypeError(f"readout_name must be a string (a dotted parameter path), got "
+                        f"{readout_name!r}")
+    variables = _variables(model)
+    if readout_name not in variables:
+        listing = ", ".join(f"{name} {tuple(v.shape)}" for name, v in variables.items())
+        raise ValueError(f"{type(model).__name__} has no variable {readout_name!r}; "
+                         f"available: {listing}")
+    trained = variables[readout_name][...]
+    initial = jnp.asarray(initial_readout)
+    if initial.shape != trained.shape:
+        raise ValueError(f"initial_readout must have the shape of {readout_name!r}, "
+                         f"{tuple(trained.shape)}, got {tuple(initial.shape)}")
+    if input_shape is None:
+        input_shape = getattr(model, "input_shape", None)
+        if input_shape is None and hasattr(model, "d"):
+            input_shape = (model.d,)
+        if input_shape is None:
+            raise ValueError(f"cannot tell the input shape of {type(model).__name__}: pass "
+                             "input_shape=(d,) (the shape of one row of X)")
+    input_shape = tuple(checks.positive_int("input_shape entry", s) for s in input_shape)
+    d = math.prod(input_shape)
+    radius = math.sqrt(d) if radius is None else checks.positive_float("radius", radius)
+    theta = (trained - initial.astype(trained.dtype)).reshape(-1)
+    if not bool(jnp.any(theta != 0)):
+        raise ValueError(f"the readout {readout_name!r} equals its initial value: train the "
+                         "model before reconstructing (or pass the value before training)")
+    path = readout_name.split(".")
+
+    def is_readout(p, _):
+        return list(map(str, p)) == path
+
+    graphdef, readout_state, rest = nnx.split(model, is_readout, ...)
+    # nnx.split's State shares its Variable objects with the model; rebuilding the tree gives
+    # fresh Variables around the same (immutable) arrays, so later training leaves it alone.
+    readout_state = jax.tree.map(lambda a: a, readout_state)
+    rest = jax.tree.map(lambda a: a, rest)
+    try:
+        probe = jax.eval_shape(lambda m, x: m(x), model, jnp.zeros((1,) + input_shape,
+                                                                   trained.dtype))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"the model cannot be applied to inputs of shape (n, "
+                         f"{', '.join(map(str, input_shape))}): {err}") from err
+    k = math.prod(probe.shape)
+    return ReconstructionProblem(
+        features=_readout_features(graphdef),
+        state=(readout_state, rest),
+        theta=theta,
+        n=n,
+        input_shape=input_shape,
+        radius=radius,
+        name=f"{type(model).__name__} readout {readout_name!r} (k={k}, P={theta.shape[0]})",
     )

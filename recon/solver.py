@@ -135,18 +135,21 @@ def preset(name: str, **overrides) -> Solver:
 
 
 class History(NamedTuple):
-    """Loss after every step, and (when the truth is known) the mean matched error at the end
-    of every block."""
+    """Loss after every step, and (when the truth is known) at the end of every block: the
+    step, the mean and the largest matched per-sample error, and the seconds elapsed."""
 
     loss: np.ndarray
     error_steps: np.ndarray
     error: np.ndarray
+    max_error: np.ndarray
+    error_seconds: np.ndarray
 
 
 class Reconstruction(NamedTuple):
-    """A solver's output: the candidates ``X`` (best start), their loss, the number of
-    iterations run, the wall time (compilation included), whether ``loss <= tol`` was reached,
-    and the history."""
+    """A solver's output: the best candidates ``X`` seen (lowest loss at a block end, over
+    all starts), their loss, the number of
+    iterations run, the wall time after compilation, whether ``loss <= tol`` was reached, the
+    history, and the compilation time."""
 
     X: Array
     loss: float
@@ -154,6 +157,7 @@ class Reconstruction(NamedTuple):
     seconds: float
     converged: bool
     history: History
+    compile_seconds: float = 0.0
 
 
 def _tangent(G: Array, X: Array, radius: float) -> Array:
@@ -273,10 +277,10 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
     """Minimise the projection loss of ``problem`` from random starts drawn with ``key``.
 
     ``truth`` (the real inputs) is used only to record the error history, through
-    ``error_fn(X_hat, truth)`` (default: mean sign-aware matched error); never by the updates.
-    Raises ``FloatingPointError`` if the loss becomes NaN or infinite.
+    ``error_fn(X_hat, truth)`` (default: sign-aware matched per-sample errors); never by the
+    updates. Raises ``FloatingPointError`` if the loss becomes NaN or infinite.
     """
-    from recon.metrics import mean_matched_error
+    from recon.metrics import per_sample_errors
 
     if not isinstance(solver, Solver):
         raise TypeError(f"solver must be a recon.solver.Solver, got {type(solver).__name__}")
@@ -285,10 +289,7 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
         expected = (problem.n,) + problem.input_shape
         if truth.shape != expected:
             raise ValueError(f"truth must have shape {expected}, got {truth.shape}")
-    error_fn = error_fn or mean_matched_error
-    block = _make_block(problem, solver)
-    batch_loss = jax.jit(jax.vmap(_make_loss(problem, solver), in_axes=(0, None, None)))
-    reseed = _make_reseed(problem, solver) if solver.reseed_patience else None
+    error_fn = error_fn or per_sample_errors
     key, init_key = jax.random.split(key)
     X = initial_candidates(init_key, problem, solver.restarts, problem.theta.dtype)
     opt_state = jax.vmap(solver.optimizer.init)(X)
@@ -296,7 +297,20 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
     checkpoint = np.full(solver.restarts, np.inf)
     attempts = np.zeros(solver.restarts, dtype=np.int32)
 
-    losses, error_steps, errors = [], [], []
+    compile_start = time.perf_counter()
+    block = _make_block(problem, solver).lower(X, opt_state, done, problem.state,
+                                               problem.theta).compile()
+    batch_loss = jax.jit(jax.vmap(_make_loss(problem, solver), in_axes=(0, None, None))).lower(
+        X, problem.state, problem.theta).compile()
+    reseed = None
+    if solver.reseed_patience:
+        reseed = _make_reseed(problem, solver).lower(
+            X, jax.random.split(key, solver.restarts), done, jnp.asarray(attempts),
+            problem.state, problem.theta).compile()
+    compile_seconds = time.perf_counter() - compile_start
+
+    losses, error_steps, errors, max_errors, error_seconds = [], [], [], [], []
+    best_X, best_loss = X, np.full(solver.restarts, np.inf)
     start = time.perf_counter()
     steps = 0
     bar = tqdm(total=solver.max_steps, desc=f"solver ({solver.name})", disable=not progress,
@@ -308,39 +322,46 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
             values = np.asarray(values)  # (restarts, chunk)
             steps += solver.chunk
             losses.append(values)
-            if not np.all(np.isfinite(values)):
+            current = np.asarray(batch_loss(X, problem.state, problem.theta))
+            if not (np.all(np.isfinite(values)) and np.all(np.isfinite(current))):
                 raise FloatingPointError(
-                    f"the projection loss became {values[~np.isfinite(values)][0]} near step "
-                    f"{steps}: lower the learning rate or raise the ridge")
+                    f"the projection loss became NaN or infinite near step {steps}: lower the "
+                    f"learning rate or raise the ridge")
+            improved = current < best_loss
+            best_loss = np.where(improved, current, best_loss)
+            mask = jnp.asarray(improved).reshape((-1,) + (1,) * (X.ndim - 1))
+            best_X = jnp.where(mask, X, best_X)
             if truth is not None:
-                best = int(np.argmin(values[:, -1]))
+                sample_errors = np.asarray(error_fn(best_X[int(np.argmin(best_loss))], truth))
                 error_steps.append(steps)
-                errors.append(float(error_fn(X[best], truth)))
-            if reseed is not None and steps % solver.reseed_patience == 0:
-                last = values[:, -1]
-                stuck = (last > 0.5 * checkpoint) & (last > solver.tol)
-                checkpoint = last
+                errors.append(float(sample_errors.mean()))
+                max_errors.append(float(sample_errors.max()))
+                error_seconds.append(time.perf_counter() - start)
+            if (reseed is not None and steps % solver.reseed_patience == 0
+                    and steps < solver.max_steps):
+                stuck = (current > 0.5 * checkpoint) & (current > solver.tol)
+                checkpoint = current
                 if stuck.any():
                     key, sub = jax.random.split(key)
                     X = reseed(X, jax.random.split(sub, solver.restarts), jnp.asarray(stuck),
                                jnp.asarray(attempts), problem.state, problem.theta)
                     attempts += stuck
                     fresh = jax.vmap(solver.optimizer.init)(X)
-                    mask = jnp.asarray(stuck)
+                    flags = jnp.asarray(stuck)
                     opt_state = jax.tree.map(
-                        lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
+                        lambda a, b: jnp.where(flags.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
                         fresh, opt_state)
             bar.update(solver.chunk)
-            bar.set_postfix(loss=f"{values.min():.2e}")
+            bar.set_postfix(loss=f"{best_loss.min():.2e}")
     finally:
         bar.close()
-    final = np.asarray(batch_loss(X, problem.state, problem.theta))
     seconds = time.perf_counter() - start
     trace = np.concatenate(losses, axis=1)  # (restarts, steps)
-    best = int(np.argmin(final))
+    best = int(np.argmin(best_loss))
     reached = np.flatnonzero(trace[best] <= solver.tol)
     iterations = int(reached[0]) if reached.size else trace.shape[1]
     history = History(trace[best, : iterations + 1] if reached.size else trace[best],
-                      np.asarray(error_steps), np.asarray(errors))
-    return Reconstruction(X[best], float(final[best]), iterations, seconds,
-                          bool(final[best] <= solver.tol), history)
+                      np.asarray(error_steps), np.asarray(errors), np.asarray(max_errors),
+                      np.asarray(error_seconds))
+    return Reconstruction(best_X[best], float(best_loss[best]), iterations, seconds,
+                          bool(best_loss[best] <= solver.tol), history, compile_seconds)

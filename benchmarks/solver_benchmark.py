@@ -1,0 +1,113 @@
+"""Solver benchmark: time and iterations to recovery, per-iteration cost against the matrix
+multiply, and the algorithmic threshold, for the default solver and the authors' `reference`
+preset, in one run on one machine.
+
+    python benchmarks/solver_benchmark.py [--quick]
+
+Recovery = every sample's matched error below 1e-3. The last line printed is one JSON object
+with the keys default_seconds, reference_seconds (null if the reference did not recover within
+its budget), reference_budget_seconds, speedup, threshold_default, threshold_reference,
+iteration_vs_matmul and chunked_peak_gib (null: chunked random features are not implemented).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import recon  # noqa: F401  (x64 for the Gram solves)
+from recon import law, metrics, problems
+from recon.experiments import setup_synthetic_rf
+from recon.solver import preset, solve
+
+TARGET = 1e-3
+
+
+def time_to_recovery(n, d, p, name, max_steps, seed=0):
+    """Seconds (after compilation) and iterations until every sample is within TARGET."""
+    dataset, model, _, key = setup_synthetic_rf(n, d, p, seed)
+    problem = problems.random_features_problem(model, n)
+    solver = preset(name, max_steps=max_steps, tol=1e-10)  # the same stopping rule for both
+    result = solve(problem, solver, key, truth=dataset.X, progress=False)
+    h = result.history
+    hit = np.flatnonzero(h.max_error < TARGET)
+    seconds = float(h.error_seconds[hit[0]]) if hit.size else None
+    steps = int(h.error_steps[hit[0]]) if hit.size else None
+    per_iteration = float(h.error_seconds[-1] / h.error_steps[-1])
+    return {"seconds": seconds, "iterations": steps, "budget_seconds": float(h.error_seconds[-1]),
+            "budget_steps": int(h.error_steps[-1]), "per_iteration_s": per_iteration}
+
+
+def matmul_seconds(n, d, p, repeats=50):
+    """Time of the dense products of one iteration's forward and backward passes through
+    X V^T (n x d times d x p, three times: forward, and the two gradient products)."""
+    X = jax.random.normal(jax.random.key(0), (n, d), jnp.float32)
+    V = jax.random.normal(jax.random.key(1), (p, d), jnp.float32)
+    G = jax.random.normal(jax.random.key(2), (n, p), jnp.float32)
+    f = jax.jit(lambda X, V, G: (X @ V.T, G @ V, G.T @ X))
+    jax.block_until_ready(f(X, V, G))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        jax.block_until_ready(f(X, V, G))
+    return (time.perf_counter() - start) / repeats
+
+
+def algorithmic_threshold(name, n, d, ratios, seeds, max_steps):
+    """p*/(d n): where half of the samples are recovered (error < 1e-2), mean over seeds."""
+    fractions = [np.mean([law.rf_cell(n, d, r, s, solver=name, max_steps=max_steps)
+                          ["recovered_fraction"] for s in seeds]) for r in ratios]
+    return law.empirical_threshold(ratios, fractions), dict(zip(ratios, fractions))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller budgets (a smoke run)")
+    args = parser.parse_args()
+    budget = {"default": 3000 if args.quick else 20000,
+              "reference": 2000 if args.quick else 20000}
+    print(f"devices: {jax.devices()}")
+    results = {}
+    for n, d, p in [(20, 100, 20000), (10, 30, 3000)]:
+        for name in ("default", "reference"):
+            r = time_to_recovery(n, d, p, name, budget[name])
+            results[(n, d, p, name)] = r
+            print(f"n={n} d={d} p={p} {name:9s}: recovered in "
+                  f"{r['seconds'] if r['seconds'] is not None else 'NOT'} s, "
+                  f"{r['iterations']} iterations (budget {r['budget_steps']} steps, "
+                  f"{r['budget_seconds']:.1f} s; {1e3 * r['per_iteration_s']:.2f} ms/iteration)")
+    mm = matmul_seconds(20, 100, 20000)
+    per_it = results[(20, 100, 20000, "default")]["per_iteration_s"]
+    print(f"matrix multiply for one iteration's work: {1e3 * mm:.2f} ms; "
+          f"iteration / matmul = {per_it / mm:.2f}")
+    ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0]
+    seeds = [0, 1] if args.quick else [0, 1, 2, 3]
+    thresholds = {}
+    for name in ("default", "reference"):
+        t, fr = algorithmic_threshold(name, 5, 20, ratios, seeds, budget[name])
+        thresholds[name] = t
+        print(f"threshold at n=5, d=20 ({name}): p*/(dn) = {t:.2f}; recovered shares {fr}")
+    default = results[(20, 100, 20000, "default")]
+    reference = results[(20, 100, 20000, "reference")]
+    speedup = (reference["seconds"] / default["seconds"]
+               if reference["seconds"] and default["seconds"] else None)
+    summary = {
+        "default_seconds": default["seconds"],
+        "reference_seconds": reference["seconds"],
+        "reference_budget_seconds": reference["budget_seconds"],
+        "speedup": speedup,
+        "threshold_default": None if np.isnan(thresholds["default"]) else thresholds["default"],
+        "threshold_reference": (None if np.isnan(thresholds["reference"])
+                                else thresholds["reference"]),
+        "iteration_vs_matmul": per_it / mm,
+        "chunked_peak_gib": None,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The law chapter's pieces: threshold interpolation, slope fit, grid settings, sweep cells."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recon import law, sweep
+from recon.experiments import LawSweep
+
+
+def test_threshold_is_interpolated_on_the_log_scale():
+    assert law.empirical_threshold([0.5, 2.0], [0.0, 1.0]) == pytest.approx(1.0)
+    assert law.empirical_threshold([1.0, 4.0], [0.25, 0.75]) == pytest.approx(2.0)
+    assert law.empirical_threshold([1, 2, 4], [0.6, 1, 1]) == 1.0
+    assert math.isnan(law.empirical_threshold([1, 2, 4], [0, 0.1, 0.2]))
+    with pytest.raises(ValueError, match="increasing"):
+        law.empirical_threshold([2, 1], [0, 1])
+
+
+def test_thresholds_average_seeds_per_size():
+    table = pd.DataFrame({
+        "n": [2] * 4 + [4] * 4, "d": [5] * 8,
+        "ratio": [1, 1, 4, 4] * 2,
+        "recovered_fraction": [0, 0.5, 1, 1, 0, 0, 0.5, 0.5],
+    })
+    out = law.thresholds(table)
+    assert out["n=2,d=5"] == pytest.approx(4 ** (1 / 3))  # mean 0.25 -> 1 crosses 0.5 a third on
+    assert out["n=4,d=5"] == pytest.approx(4.0)
+
+
+def test_slope_of_a_power_law_is_recovered():
+    dn = np.array([10, 20, 40, 80])
+    assert law.fit_slope(dn, 3 * dn**1.2)[0] == pytest.approx(1.2)
+    assert math.isnan(law.fit_slope(dn, [np.nan, np.nan, 1, np.nan])[0])
+
+
+def test_grid_settings_validate_and_expand():
+    s = LawSweep(sizes=[[2, 5], [3, 4]], ratios=[0.5, 2], seeds=[0, 1], reference_size=[2, 5])
+    cells = s.cells(code="abc")
+    assert len(cells) == 2 * 2 * 2 + 2 * 2
+    assert {c["solver"] for c in cells} == {"default", "reference"}
+    for bad, err in [({"sizes": [[2]]}, TypeError), ({"ratios": [2, 1]}, ValueError),
+                     ({"seeds": "0"}, TypeError), ({"activation": "elu"}, ValueError)]:
+        kwargs = dict(sizes=[[2, 5]], ratios=[1.0], seeds=[0]) | bad
+        with pytest.raises(err):
+            LawSweep(**kwargs)
+
+
+def test_a_cell_reconstructs_above_and_not_below_the_threshold(tmp_path):
+    grid = sweep.Grid(name="law-test", params=[
+        dict(n=2, d=5, ratio=r, seed=0, max_steps=1500, code=law.code_version())
+        for r in (0.5, 8.0)])
+    summary = sweep.run_sweep(grid, law.rf_cell, tmp_path, progress=False)
+    assert summary.failed == 0 and summary.computed == 2
+    table = sweep.load_table(tmp_path, grid).sort_values("ratio")
+    assert table["train_mse"].max() < 1e-8  # labels fitted on both sides
+    below, above = table["recovered_fraction"].tolist()
+    assert below < 1 and above == 1
+    again = sweep.run_sweep(grid, law.rf_cell, tmp_path, progress=False)
+    assert again.reused == 2 and again.computed == 0
