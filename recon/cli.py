@@ -1,9 +1,11 @@
 """Command line: ``python -m recon run|book|sweep``.
 
 - ``run``: execute notebooks (all, or those named) with papermill at a profile, into
-  ``book/chapters/``; a failing notebook stops the run with its traceback.
+  ``book/chapters/``; a failing notebook stops the run with its traceback. Each run's record
+  (profile, parameters, seconds, success) is merged into ``_build/runs.json`` and the build's
+  status page, ``book/chapters/status.md``, is written from it.
 - ``book``: ``run``, then build the site with Jupyter Book into ``_build/html``, warnings as
-  errors.
+  errors, and copy the figures' files to ``_build/html/figures``.
 - ``sweep``: run a parameter grid into a resumable on-disk store (see :mod:`recon.sweep`).
 """
 
@@ -16,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recon import notebooks
+from recon import notebooks, status
 
 BUILD = notebooks.ROOT / "_build"
 
@@ -31,12 +33,22 @@ def _run(names: list[str], profile: str) -> list[dict]:
             record = notebooks.run_notebook(name, profile, figures=figures)
         except Exception as exc:
             print(f"[recon] notebook {name} FAILED:\n{exc}", file=sys.stderr, flush=True)
+            records.append(getattr(exc, "recon_record", None) or {
+                "notebook": name, "profile": profile, "success": False,
+                "error": f"{type(exc).__name__}: {exc}"})
+            _record(records)
             raise SystemExit(1)
         records.append(record)
         print(f"[recon] {name}: done in {record['seconds']:.1f} s", flush=True)
-    BUILD.mkdir(exist_ok=True)
-    (BUILD / "runs.json").write_text(json.dumps(records, indent=1))
+    _record(records)
     return records
+
+
+def _record(records: list[dict]) -> None:
+    """Merge the run records into ``_build/runs.json`` and write the status page."""
+    merged = status.merge_runs(records, BUILD / "runs.json")
+    page = status.write_status_page(merged)
+    print(f"[recon] run records in {BUILD / 'runs.json'}, status page {page}", flush=True)
 
 
 def _jupyter_book() -> str:
@@ -49,6 +61,14 @@ def _jupyter_book() -> str:
 
 def _book(names: list[str], profile: str) -> None:
     _run(names, profile)
+    missing = status.missing_toc_files()
+    if missing:
+        chapters = notebooks.CHAPTERS.relative_to(notebooks.ROOT).as_posix()
+        unrun = [n for n in status.toc_notebooks() if f"{chapters}/{n}" in missing]
+        hint = (f"; run them first: python -m recon run {' '.join(unrun)} --profile {profile}"
+                if unrun else "")
+        raise SystemExit(f"[recon] _toc.yml lists pages that do not exist: "
+                         f"{', '.join(missing)}{hint}")
     html = BUILD / "html"
     cmd = [_jupyter_book(), "build", str(notebooks.ROOT), "--warningiserror", "--keep-going"]
     print("[recon] building the book:", " ".join(cmd), flush=True)

@@ -1,5 +1,6 @@
-"""One plotting style for the book, and ``save_figure``: PNG, PDF and SVG plus a JSON sidecar
-with the numbers plotted, the parameters and the versions that produced them."""
+"""One plotting style for the book, ``save_figure``: PNG, PDF and SVG plus a JSON sidecar with
+the numbers plotted, the parameters and the versions that produced them, and ``figure_links``,
+which shows links to those files under a figure in the book."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 STYLE = {
@@ -29,6 +31,10 @@ STYLE = {
 }
 
 FORMATS = ("png", "pdf", "svg")
+
+# Where the built site keeps the figures' files (``_build/html/figures``), relative to a chapter
+# page (``book/chapters/NAME.html``).
+SITE_FIGURES = "../../figures"
 
 
 def use_style() -> None:
@@ -113,6 +119,56 @@ def save_figure(fig, name: str, data: dict | None = None, params: dict | None = 
     return paths
 
 
+class FigureLinks:
+    """Links to the files of a saved figure: HTML in the book (and Jupyter), Markdown where only
+    Markdown is shown. ``str()`` gives the Markdown."""
+
+    LABELS = {"png": "PNG", "pdf": "PDF", "svg": "SVG", "json": "data and provenance (JSON)"}
+
+    def __init__(self, name: str, base: str):
+        self.name = name
+        self.base = base.rstrip("/")
+        self.links = {label: f"{self.base}/{name}.{ext}" for ext, label in self.LABELS.items()}
+
+    def _repr_html_(self) -> str:
+        links = " · ".join(f'<a href="{url}">{label}</a>' for label, url in self.links.items())
+        return (f'<p class="recon-figure-files">Files of <code>{self.name}</code>: '
+                f"{links}</p>")
+
+    def _repr_markdown_(self) -> str:
+        links = " · ".join(f"[{label}]({url})" for label, url in self.links.items())
+        return f"Files of `{self.name}`: {links}"
+
+    def __str__(self) -> str:
+        return self._repr_markdown_()
+
+    def __repr__(self) -> str:
+        return f"FigureLinks({self.name!r}, base={self.base!r})"
+
+
+def figure_links(name: str, base: str | None = None) -> FigureLinks:
+    """Links to the PNG, PDF, SVG and JSON files that ``save_figure(fig, name)`` wrote, for a
+    notebook to display right below the figure, so a reader can download and cite exactly
+    what they see.
+
+    ``base`` is the folder of the files as the page sees it. By default: ``../../figures``
+    when the notebook runs for the book (``python -m recon run`` sets ``$RECON_PROFILE``; the
+    site keeps the files in ``figures/`` at its root and chapters are ``book/chapters/NAME``),
+    else the local folder :func:`figures_dir`. Raises ``FileNotFoundError`` if the figure was
+    not saved under that name.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ValueError(f"figure name must use letters, digits, '-' and '_', got {name!r}")
+    missing = [f"{name}.{ext}" for ext in (*FORMATS, "json")
+               if not (figures_dir() / f"{name}.{ext}").is_file()]
+    if missing:
+        raise FileNotFoundError(f"figure {name!r} has no file(s) {missing} in {figures_dir()}: "
+                                f"call figures.save_figure(fig, {name!r}) first")
+    if base is None:
+        base = SITE_FIGURES if os.environ.get("RECON_PROFILE") else figures_dir().as_posix()
+    return FigureLinks(name, base)
+
+
 def plot_history(histories: dict, threshold: float | None = None):
     """Loss (per step) and matched error (per block) over iterations, one line per solver.
 
@@ -137,9 +193,14 @@ def plot_per_sample_errors(errors: dict, threshold: float):
     """Matched per-sample errors ``||x_i - x_hat_i|| / sqrt(d)`` for each error measure."""
     fig, ax = plt.subplots()
     width = 0.8 / max(len(errors), 1)
+    count = 0
     for j, (label, e) in enumerate(errors.items()):
         idx = np.arange(len(e))
-        ax.bar(idx + j * width, np.maximum(e, 1e-16), width=width, label=label)
+        count = max(count, len(e))
+        ax.bar(idx + (j - (len(errors) - 1) / 2) * width, np.maximum(e, 1e-16), width=width,
+               label=label)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # one per sample
+    ax.set_xlim(-0.6, count - 0.4)
     ax.set_yscale("log")
     ax.axhline(threshold, color="k", ls=":", lw=1, label=f"recovered below {threshold:g}")
     ax.set(xlabel="training sample $i$", ylabel=r"$\|x_i - \hat x_i\| / \sqrt{d}$")

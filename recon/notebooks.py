@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -52,7 +53,8 @@ def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = No
                  overrides: dict | None = None, figures: Path | None = None) -> dict:
     """Execute ``notebooks/NAME.ipynb`` with papermill at ``profile`` (plus ``overrides``)
     into ``output_dir/NAME.ipynb``. Returns a status record: parameters, seconds, success,
-    and the error if it failed (the exception is re-raised after the record is written)."""
+    the time it finished (UTC) and the error if it failed; on failure the exception is
+    re-raised with the record as its ``recon_record`` attribute."""
     import papermill as pm
 
     (name,) = resolve([name], profile)
@@ -73,9 +75,14 @@ def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = No
         record.update(success=True, error=None)
     except Exception as exc:
         record.update(success=False, error=f"{type(exc).__name__}: {exc}")
+        try:
+            exc.recon_record = record
+        except AttributeError:  # an exception type that takes no attributes
+            pass
         raise
     finally:
         record["seconds"] = round(time.perf_counter() - start, 2)
+        record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)

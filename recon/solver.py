@@ -60,7 +60,9 @@ class Solver:
         tangent_gradients: project each row's gradient onto the tangent space of its sphere
             before the optimizer sees it (Riemannian gradient); the authors do not.
         restarts: independent random starts run side by side (``jax.vmap``); the first to
-            reach ``tol`` (or the lowest loss) is kept.
+            reach ``tol`` (or the lowest loss) is kept. 0 chooses by problem size: the largest
+            power of two (at most ``max_auto_restarts``) keeping ``restarts * n * d * P`` under
+            ``auto_restart_work``, so small problems get many starts for little time.
         chunk: steps per compiled block; the stopping rule and progress bar update per block.
         ridge: relative ridge of the Gram solve.
         reseed_patience: if > 0, every this many steps a start whose loss fell by less than
@@ -79,6 +81,8 @@ class Solver:
     tol: float = 1e-7
     tangent_gradients: bool = True
     restarts: int = 1
+    max_auto_restarts: int = 16
+    auto_restart_work: float = 2e6
     chunk: int = 100
     ridge: float = 1e-10
     reseed_patience: int = 0
@@ -90,7 +94,9 @@ class Solver:
     def __post_init__(self):
         checks.positive_int("max_steps", self.max_steps)
         checks.positive_float("tol", self.tol, allow_zero=True)
-        checks.positive_int("restarts", self.restarts)
+        checks.nonnegative_int("restarts", self.restarts)
+        checks.positive_int("max_auto_restarts", self.max_auto_restarts)
+        checks.positive_float("auto_restart_work", self.auto_restart_work)
         checks.positive_int("chunk", self.chunk)
         checks.positive_float("ridge", self.ridge, allow_zero=True)
         checks.nonnegative_int("reseed_patience", self.reseed_patience)
@@ -114,9 +120,10 @@ def reference_solver(lr: float = 20.0, max_steps: int = 1_000_000, tol: float = 
 
 
 def default_solver(lr: float = 0.05, max_steps: int = 20_000, tol: float = 1e-10,
-                   restarts: int = 1, reseed_patience: int = 300) -> Solver:
-    """Our default: Adam on Riemannian (tangent) gradients, with stuck candidates re-seeded by
-    a one-point search on the residual the others leave out. Its tolerance is tighter than
+                   restarts: int = 0, reseed_patience: int = 300) -> Solver:
+    """Our default: Adam on Riemannian (tangent) gradients, several random starts at once on
+    small problems (``restarts=0``: chosen by size), and stuck candidates re-seeded by a
+    one-point search on the residual the others leave out. Its tolerance is tighter than
     the authors' (1e-10 against 1e-7): with the float64 Gram solve the loss gets there, and at
     1e-7 a sample can still be off by more than 1e-2."""
     lr = checks.positive_float("lr", lr)
@@ -264,6 +271,15 @@ def _make_reseed(problem: ReconstructionProblem, solver: Solver):
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None, None)))
 
 
+def resolve_restarts(solver: Solver, problem: ReconstructionProblem) -> int:
+    """The number of random starts ``solver`` runs on ``problem`` (see ``Solver.restarts``)."""
+    if solver.restarts:
+        return solver.restarts
+    work = problem.n * problem.d * problem.P
+    fits = max(1, int(solver.auto_restart_work // work))
+    return int(min(solver.max_auto_restarts, 2 ** (fits.bit_length() - 1)))
+
+
 def initial_candidates(key: Array, problem: ReconstructionProblem, restarts: int = 1,
                        dtype=jnp.float32) -> Array:
     """Gaussian candidates scaled to the sphere: shape ``(restarts, n, *input_shape)``."""
@@ -291,26 +307,23 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
             raise ValueError(f"truth must have shape {expected}, got {truth.shape}")
     error_fn = error_fn or per_sample_errors
     key, init_key = jax.random.split(key)
-    X = initial_candidates(init_key, problem, solver.restarts, problem.theta.dtype)
+    restarts = resolve_restarts(solver, problem)
+    X = initial_candidates(init_key, problem, restarts, problem.theta.dtype)
     opt_state = jax.vmap(solver.optimizer.init)(X)
-    done = jnp.zeros((solver.restarts,), bool)
-    checkpoint = np.full(solver.restarts, np.inf)
-    attempts = np.zeros(solver.restarts, dtype=np.int32)
+    done = jnp.zeros((restarts,), bool)
+    checkpoint = np.full(restarts, np.inf)
+    attempts = np.zeros(restarts, dtype=np.int32)
 
     compile_start = time.perf_counter()
     block = _make_block(problem, solver).lower(X, opt_state, done, problem.state,
                                                problem.theta).compile()
     batch_loss = jax.jit(jax.vmap(_make_loss(problem, solver), in_axes=(0, None, None))).lower(
         X, problem.state, problem.theta).compile()
-    reseed = None
-    if solver.reseed_patience:
-        reseed = _make_reseed(problem, solver).lower(
-            X, jax.random.split(key, solver.restarts), done, jnp.asarray(attempts),
-            problem.state, problem.theta).compile()
+    reseed = None  # compiled on first use: most runs never need it
     compile_seconds = time.perf_counter() - compile_start
 
     losses, error_steps, errors, max_errors, error_seconds = [], [], [], [], []
-    best_X, best_loss = X, np.full(solver.restarts, np.inf)
+    best_X, best_loss = X, np.full(restarts, np.inf)
     start = time.perf_counter()
     steps = 0
     bar = tqdm(total=solver.max_steps, desc=f"solver ({solver.name})", disable=not progress,
@@ -337,13 +350,21 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
                 errors.append(float(sample_errors.mean()))
                 max_errors.append(float(sample_errors.max()))
                 error_seconds.append(time.perf_counter() - start)
-            if (reseed is not None and steps % solver.reseed_patience == 0
+            if (solver.reseed_patience and steps % solver.reseed_patience == 0
                     and steps < solver.max_steps):
                 stuck = (current > 0.5 * checkpoint) & (current > solver.tol)
                 checkpoint = current
                 if stuck.any():
                     key, sub = jax.random.split(key)
-                    X = reseed(X, jax.random.split(sub, solver.restarts), jnp.asarray(stuck),
+                    if reseed is None:
+                        compile_start = time.perf_counter()
+                        reseed = _make_reseed(problem, solver).lower(
+                            X, jax.random.split(sub, restarts), done,
+                            jnp.asarray(attempts), problem.state, problem.theta).compile()
+                        elapsed = time.perf_counter() - compile_start
+                        compile_seconds += elapsed
+                        start += elapsed
+                    X = reseed(X, jax.random.split(sub, restarts), jnp.asarray(stuck),
                                jnp.asarray(attempts), problem.state, problem.theta)
                     attempts += stuck
                     fresh = jax.vmap(solver.optimizer.init)(X)
