@@ -249,8 +249,6 @@ def test_every_figure_file_is_in_the_site(built_book):
             assert sidecar.with_suffix(f".{ext}").stat().st_size > 0, sidecar.stem
 
 
-@pytest.mark.xfail(reason="the notebooks do not display figures.figure_links(NAME) yet",
-                   strict=False)
 def test_every_chapter_links_each_figure_it_saves_to_its_files(built_book):
     for name in status.toc_notebooks():
         nb = nbformat.read(notebooks.CHAPTERS / f"{name}.ipynb", as_version=4)
