@@ -30,7 +30,8 @@ def _run(names: list[str], profile: str) -> list[dict]:
     for name in names:
         print(f"[recon] running {name} at profile {profile!r} ...", flush=True)
         try:
-            record = notebooks.run_notebook(name, profile, figures=figures)
+            record = notebooks.run_notebook(name, profile, figures=figures,
+                                            compile_cache=BUILD / "jax-cache")
         except Exception as exc:
             print(f"[recon] notebook {name} FAILED:\n{exc}", file=sys.stderr, flush=True)
             records.append(getattr(exc, "recon_record", None) or {

@@ -50,9 +50,11 @@ def resolve(names: list[str] | None, profile: str) -> list[str]:
 
 
 def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = None,
-                 overrides: dict | None = None, figures: Path | None = None) -> dict:
+                 overrides: dict | None = None, figures: Path | None = None,
+                 compile_cache: Path | None = None) -> dict:
     """Execute ``notebooks/NAME.ipynb`` with papermill at ``profile`` (plus ``overrides``)
-    into ``output_dir/NAME.ipynb``. Returns a status record: parameters, seconds, success,
+    into ``output_dir/NAME.ipynb``, writing figures to ``figures`` and (unless
+    ``$JAX_COMPILATION_CACHE_DIR`` is set) JAX's compiled programs to ``compile_cache``. Returns a status record: parameters, seconds, success,
     the time it finished (UTC) and the error if it failed; on failure the exception is
     re-raised with the record as its ``recon_record`` attribute."""
     import papermill as pm
@@ -63,10 +65,16 @@ def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = No
     output_dir = Path(output_dir) if output_dir else CHAPTERS
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / f"{name}.ipynb"
-    env_before = {k: os.environ.get(k) for k in ("RECON_PROFILE", "RECON_FIGURES")}
+    names = ("RECON_PROFILE", "RECON_FIGURES", "JAX_COMPILATION_CACHE_DIR",
+             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+    env_before = {k: os.environ.get(k) for k in names}
     os.environ["RECON_PROFILE"] = profile
     if figures is not None:
         os.environ["RECON_FIGURES"] = str(Path(figures).resolve())
+    if compile_cache is not None and not env_before["JAX_COMPILATION_CACHE_DIR"]:
+        # JAX's persistent cache: a rerun skips recompiling the solver for shapes seen before
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(Path(compile_cache).resolve())
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.3"
     record = {"notebook": name, "profile": profile, "parameters": params, "output": str(output)}
     start = time.perf_counter()
     try:
