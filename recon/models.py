@@ -65,6 +65,23 @@ class FixedWeights(nnx.Variable):
     """A model weight that is drawn at initialisation and never trained (RF's ``V``)."""
 
 
+def streamed_features(x: Array, key_data: Array, p: int, chunk: int, act, dtype) -> Array:
+    """``act(V x)`` with ``V`` never stored: block ``c`` of ``chunk`` rows of ``V`` is drawn from
+    ``fold_in(key, c)`` whenever it is needed, forward and backward (``jax.checkpoint``), so
+    memory grows with ``chunk * d`` instead of ``p * d``."""
+    d = x.shape[-1]
+    key = jax.random.wrap_key_data(key_data)
+    blocks = -(-p // chunk)
+
+    @jax.checkpoint
+    def block(c):
+        V = jax.random.normal(jax.random.fold_in(key, c), (chunk, d), dtype) / jnp.sqrt(d)
+        return act(x @ V.T)
+
+    F = jax.lax.map(block, jnp.arange(blocks))  # (blocks, n, chunk)
+    return jnp.moveaxis(F, 0, -2).reshape(*x.shape[:-1], blocks * chunk)[..., :p]
+
+
 class RandomFeatures(nnx.Module):
     """The random-features model ``f(x) = act(V x) . theta``.
 
@@ -74,19 +91,36 @@ class RandomFeatures(nnx.Module):
         activation: name of ``act``, one of ``ACTIVATIONS``.
         rngs: Flax NNX random streams; ``V`` is drawn from ``rngs.params()``.
         dtype: dtype of ``V`` and of the features.
+        chunk: if given, ``V`` is never stored: only its key is kept, and ``V`` is drawn in
+            blocks of ``chunk`` rows whenever features are computed (see
+            :func:`streamed_features`), for ``p * d`` too large to hold in memory. The model
+            differs from the stored-``V`` one with the same key (other random numbers).
     """
 
     def __init__(self, d: int, p: int, activation: str = "relu", *, rngs: nnx.Rngs,
-                 dtype=jnp.float32):
+                 dtype=jnp.float32, chunk: int | None = None):
         self.d = checks.positive_int("d", d)
         self.p = checks.positive_int("p", p)
         self.activation = checks.choice("activation", activation, ACTIVATIONS)
-        self.V = FixedWeights(jax.random.normal(rngs.params(), (p, d), dtype) / jnp.sqrt(d))
+        self.dtype = dtype
+        self.chunk = None if chunk is None else checks.positive_int("chunk", chunk)
+        key = rngs.params()
+        if self.chunk is None:
+            self.V = FixedWeights(jax.random.normal(key, (p, d), dtype) / jnp.sqrt(d))
+        else:
+            self.V_key = FixedWeights(jax.random.key_data(key))
         self.theta = nnx.Param(jnp.zeros((p,), dtype))
+
+    @property
+    def streamed(self) -> bool:
+        """Whether ``V`` is drawn in chunks on the fly instead of stored."""
+        return self.chunk is not None
 
     def features(self, x: Array, relu_surrogate_slope: float = 0.0) -> Array:
         """``phi(x) = act(V x)`` for each row of ``x`` (``n x d``), an ``n x p`` matrix."""
         act = activation(self.activation, relu_surrogate_slope)
+        if self.streamed:
+            return streamed_features(x, self.V_key[...], self.p, self.chunk, act, self.dtype)
         return act(x @ self.V[...].T)
 
     def __call__(self, x: Array) -> Array:

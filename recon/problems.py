@@ -51,10 +51,15 @@ class ReconstructionProblem:
         return self.features(self.state, X)
 
 
-def _rf_features(act_name: str, slope: float):
+def _rf_features(act_name: str, slope: float, streamed: tuple | None = None):
+    from recon.models import streamed_features
+
     act = activation(act_name, slope)
 
     def features(state, X):
+        if streamed is not None:
+            p, chunk, dtype = streamed
+            return streamed_features(X, state["V_key"], p, chunk, act, dtype)
         return act(X @ state["V"].T)
 
     return features
@@ -73,8 +78,9 @@ def random_features_problem(model: RandomFeatures, n: int,
     if not bool(jnp.any(theta != 0)):
         raise ValueError("the model's theta is zero: train the model before reconstructing")
     return ReconstructionProblem(
-        features=_rf_features(model.activation, relu_surrogate_slope),
-        state={"V": model.V[...]},
+        features=_rf_features(model.activation, relu_surrogate_slope,
+                              (model.p, model.chunk, model.dtype) if model.streamed else None),
+        state={"V_key": model.V_key[...]} if model.streamed else {"V": model.V[...]},
         theta=theta,
         n=n,
         input_shape=(model.d,),

@@ -100,3 +100,23 @@ def test_bad_input_is_refused_before_computing():
     ds, _, _, problem, key = make_rf(n=3, d=5, p=100)
     with pytest.raises(ValueError, match="truth must have shape"):
         solvers.solve(problem, solvers.preset("default"), key, truth=ds.X[:2])
+
+
+def test_streamed_random_features_match_their_blocks_and_reconstruct():
+    from flax import nnx
+
+    from recon import problems, train
+    from recon.data import synthetic_regression
+
+    ds = synthetic_regression(jax.random.key(0), 4, 10)
+    model = models.RandomFeatures(10, 1000, "relu", rngs=nnx.Rngs(params=1), chunk=96)
+    F = model.features(ds.X)
+    assert F.shape == (4, 1000)
+    key = jax.random.wrap_key_data(model.V_key[...])
+    V1 = jax.random.normal(jax.random.fold_in(key, 1), (96, 10), jnp.float32) / np.sqrt(10)
+    np.testing.assert_allclose(F[:, 96:192], jax.nn.relu(ds.X @ V1.T), rtol=1e-5, atol=1e-6)
+    train.fit_min_norm(model, ds.X, ds.y)
+    problem = problems.random_features_problem(model, 4)
+    assert float(solvers.projection_loss(problem, ds.X)) < 1e-9
+    result = solvers.solve(problem, solvers.preset("default"), jax.random.key(2), progress=False)
+    assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2
