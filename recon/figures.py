@@ -229,3 +229,115 @@ def plot_samples(X, X_hat, count: int = 3):
                    xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- image chapters
+
+def _show(ax, image) -> None:
+    image = np.clip(np.asarray(image, np.float64), 0.0, 1.0)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0.0, vmax=1.0,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def plot_image_grid(originals, reconstructions, titles=None, columns: int = 10):
+    """Training images above their matched reconstructions: for each block of up to
+    ``columns`` images, a row of originals and, below it, a row of reconstructions.
+
+    ``originals`` and ``reconstructions`` are ``(m, H, W, C)`` (or grey ``(m, H, W)``) arrays in
+    ``[0, 1]``, in the same (matched) order; ``titles`` are optional labels above each original
+    (e.g. the class, or the SSIM).
+    """
+    originals = np.asarray(originals)
+    reconstructions = np.asarray(reconstructions)
+    if originals.shape != reconstructions.shape or originals.ndim not in (3, 4):
+        raise ValueError(f"originals {originals.shape} and reconstructions "
+                         f"{reconstructions.shape} must be matched image stacks of one shape, "
+                         "(m, H, W, C) or (m, H, W)")
+    m = len(originals)
+    if titles is not None and len(titles) != m:
+        raise ValueError(f"titles must have one entry per image ({m}), got {len(titles)}")
+    columns = max(1, min(int(columns), m))
+    blocks = -(-m // columns)
+    fig, axes = plt.subplots(2 * blocks, columns, squeeze=False,
+                             figsize=(1.1 * columns + 0.9, 2.3 * blocks + 0.2))
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for i in range(m):
+        block, col = divmod(i, columns)
+        top, bottom = axes[2 * block, col], axes[2 * block + 1, col]
+        top.set_axis_on()
+        bottom.set_axis_on()
+        _show(top, originals[i])
+        _show(bottom, reconstructions[i])
+        if titles is not None:
+            top.set_title(str(titles[i]), fontsize=8)
+    for block in range(blocks):
+        axes[2 * block, 0].set_ylabel("original", fontsize=8)
+        axes[2 * block + 1, 0].set_ylabel("reconstructed", fontsize=8)
+    fig.tight_layout(h_pad=0.8, w_pad=0.2)
+    return fig
+
+
+def plot_error_against_p(table, dn: int, threshold: float | None = None,
+                         ssim_level: float | None = None, main_p: int | None = None):
+    """Reconstruction quality against the readout's size ``p``, with ``p = d n`` marked:
+    the mean matched error (left, log scale) and the mean SSIM of the images (right).
+
+    ``table`` has columns ``p``, ``mean_error`` and ``mean_ssim`` (e.g. from
+    :func:`recon.image_experiments.sweep_table`); ``main_p`` highlights the chapter's main run.
+    """
+    p = np.asarray(table["p"], np.float64)
+    error = np.asarray(table["mean_error"], np.float64)
+    ssim = np.asarray(table["mean_ssim"], np.float64)
+    fig, (ax_err, ax_ssim) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_err.loglog(p, np.maximum(error, 1e-16), marker="o")
+    ax_ssim.semilogx(p, ssim, marker="o")
+    for ax in (ax_err, ax_ssim):
+        ax.axvline(dn, color="k", ls=":", lw=1, label=f"p = d n = {dn}")
+        if main_p is not None and main_p in set(p.astype(int)):
+            j = int(np.flatnonzero(p.astype(int) == main_p)[0])
+            y = error[j] if ax is ax_err else ssim[j]
+            ax.plot([p[j]], [max(y, 1e-16)], marker="*", ms=12, color="C3", ls="none",
+                    label="main run")
+        ax.set_xlabel("readout parameters $p$")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if threshold is not None:
+        ax_err.axhline(threshold, color="C2", ls="--", lw=1, label=f"recovered below {threshold:g}")
+    if ssim_level is not None:
+        ax_ssim.axhline(ssim_level, color="C2", ls="--", lw=1, label=f"SSIM {ssim_level:g}")
+    ax_err.set(ylabel="mean matched error", title="distance to the training images")
+    ax_ssim.set(ylabel="mean SSIM", title="image similarity", ylim=(min(0.0, ssim.min()), 1.05))
+    ax_err.legend(fontsize=8)
+    ax_ssim.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_quality(psnr, ssim, level: float = 0.4):
+    """Per-image PSNR (left) and SSIM (right) of the matched reconstructions, with the SSIM
+    level above which an image counts as reconstructed. Infinite PSNRs (exact copies) are
+    drawn at the top of the axis."""
+    psnr = np.asarray(psnr, np.float64)
+    ssim = np.asarray(ssim, np.float64)
+    idx = np.arange(len(ssim))
+    finite = psnr[np.isfinite(psnr)]
+    top = (finite.max() if finite.size else 0.0) + 10.0
+    fig, (ax_psnr, ax_ssim) = plt.subplots(1, 2, figsize=(9, 3.0))
+    ax_psnr.bar(idx, np.where(np.isfinite(psnr), psnr, top))
+    ax_psnr.set(xlabel="training image $i$", ylabel="PSNR (dB)", title="PSNR")
+    ax_ssim.bar(idx, ssim, color=np.where(ssim > level, "C0", "C3"))
+    ax_ssim.axhline(level, color="k", ls=":", lw=1)
+    ax_ssim.set(xlabel="training image $i$", ylabel="SSIM",
+                title=f"SSIM (dotted line: {level:g}; red: below it)",
+                ylim=(min(0.0, ssim.min()), 1.05))
+    for ax in (ax_psnr, ax_ssim):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.tight_layout()
+    return fig

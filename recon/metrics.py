@@ -84,3 +84,65 @@ def feature_span_residuals(F_true, F_hat) -> np.ndarray:
     Q, _ = np.linalg.qr(F_hat.T)
     outside = F_true - (F_true @ Q) @ Q.T
     return np.linalg.norm(outside, axis=1) / np.sqrt(F_true.shape[1])
+
+
+# ----------------------------------------------------------------------------- images
+
+class ImageMetrics(NamedTuple):
+    """Per-image quality of a reconstruction: ``psnr[i]`` (dB, ``inf`` for an exact copy) and
+    ``ssim[i]`` (at most 1) of reconstruction ``i`` against original ``i``."""
+
+    psnr: np.ndarray
+    ssim: np.ndarray
+
+
+def _as_images(images, what: str) -> np.ndarray:
+    images = np.asarray(images, np.float64)
+    if images.ndim == 3:  # (m, H, W): grey images without a channel axis
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"{what} must be images of shape (m, H, W, C) or (m, H, W), got "
+                         f"shape {images.shape}")
+    return images
+
+
+def image_metrics(images_true, images_hat) -> ImageMetrics:
+    """PSNR and SSIM of each reconstructed image against its original, as the paper reports
+    them: ``skimage.metrics.peak_signal_noise_ratio`` and ``structural_similarity`` with
+    ``data_range=1`` (pixels in ``[0, 1]``, e.g. from :meth:`recon.images.ImageDataset.to_images`)
+    and ``channel_axis=-1``.
+
+    Both arrays hold ``m`` images ``(m, H, W, C)`` (or grey ``(m, H, W)``) in the same order,
+    i.e. reconstructions already matched to their originals (:func:`match`). SSIM's window is
+    7 pixels, or the largest odd size that fits images smaller than 7x7 (at least 3x3).
+    """
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    images_true = _as_images(images_true, "images_true")
+    images_hat = _as_images(images_hat, "images_hat")
+    if images_true.shape != images_hat.shape:
+        raise ValueError(f"images_true {images_true.shape} and images_hat {images_hat.shape} "
+                         "must have the same shape (matched pairs)")
+    side = min(images_true.shape[1:3])
+    if side < 3:
+        raise ValueError(f"SSIM needs images of at least 3x3 pixels, got "
+                         f"{images_true.shape[1]}x{images_true.shape[2]}")
+    window = min(7, side if side % 2 else side - 1)
+    psnr, ssim = [], []
+    for a, b in zip(images_true, images_hat):
+        with np.errstate(divide="ignore"):  # identical images: MSE 0, PSNR inf
+            psnr.append(peak_signal_noise_ratio(a, b, data_range=1.0))
+        ssim.append(structural_similarity(a, b, data_range=1.0, channel_axis=-1,
+                                          win_size=window))
+    return ImageMetrics(np.asarray(psnr, np.float64), np.asarray(ssim, np.float64))
+
+
+def ssim_success(ssims, level: float = 0.4) -> int:
+    """Number of images whose SSIM exceeds ``level`` (the paper counts a reconstructed image
+    as successful when its SSIM is above 0.4)."""
+    level = checks.positive_float("level", level)
+    ssims = np.asarray(ssims, np.float64)
+    if ssims.ndim != 1:
+        raise ValueError(f"ssims must be a 1-d array of per-image SSIM values, got shape "
+                         f"{ssims.shape}")
+    return int(np.sum(ssims > level))

@@ -1,0 +1,311 @@
+"""Validated settings of the theorems chapter, and the one scan it needs beyond
+:mod:`recon.theory`.
+
+:class:`TheoremChecks` is built from the notebook's parameters cell first, so a wrong value
+(as papermill may inject) stops the run with a clear message before any computation.
+
+:func:`rank_scan` measures the rank of the restricted Jacobian of
+``X_hat -> (I - P(X_hat)) theta`` (:func:`recon.theory.restricted_jacobian`) over many ``p``
+at once. :func:`recon.theory.rank_jump` builds one model and compiles one Jacobian per ``p``
+(about a second each on a laptop CPU); here the largest model is built once and the smaller
+ones are its first ``p`` features (the same data and nested ``V``, as
+:func:`recon.theory.trained_rf` draws them), with the unused features masked out, so one
+compiled, vmapped Jacobian serves every ``p``. The ranks agree with
+:func:`recon.theory.local_rank` (``tests/test_theorem_chapter.py`` checks this).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import NamedTuple
+
+import numpy as np
+
+from recon import checks
+from recon.models import ACTIVATIONS
+
+#: Activations with a continuous derivative: for them the rank is ``min(p - n, (d - 1) n)``,
+#: so it becomes full exactly at ``p = d n``. ReLU's is never full before ``d n``, but can be
+#: a few units later.
+SMOOTH_ACTIVATIONS = ("tanh", "relu+tanh", "softplus")
+
+
+def _pairs(name: str, value, minimum_d: int = 2) -> list[tuple[int, int]]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(f"{name} must be a non-empty list of [n, d] pairs, got {value!r}")
+    pairs = []
+    for item in value:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise TypeError(f"each entry of {name} must be an [n, d] pair, got {item!r}")
+        pairs.append((checks.positive_int(f"{name}: n", item[0]),
+                      checks.positive_int(f"{name}: d", item[1], minimum=minimum_d)))
+    return pairs
+
+
+def _pair(name: str, value) -> tuple[int, int]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be an [n, d] pair, got {value!r}")
+    return _pairs(name, [value])[0]
+
+
+def _ratios(name: str, value) -> list[float]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(f"{name} must be a non-empty list of numbers, got {value!r}")
+    ratios = [checks.positive_float(name, r) for r in value]
+    if any(b <= a for a, b in zip(ratios, ratios[1:])):
+        raise ValueError(f"{name} must be increasing, got {ratios}")
+    return ratios
+
+
+def _activations(name: str, value) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(f"{name} must be a non-empty list of activation names, got {value!r}")
+    names = [checks.choice(name, a, ACTIVATIONS) for a in value]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{name} lists an activation twice: {names}")
+    return names
+
+
+def p_at(ratio: float, n: int, d: int) -> int:
+    """``p = round(ratio * d * n)``."""
+    return int(round(ratio * d * n))
+
+
+@dataclass(frozen=True)
+class TheoremChecks:
+    """The theorems chapter: Theorem 1 on one size ``(n, d)``, the local rank of Theorem 2 on
+    ``rank_sizes``, a null-direction dataset on ``null_size`` and the sign symmetry on
+    ``symmetry_size``.
+
+    Every ``p`` is given as a ratio ``p / (d n)``; each must leave ``p > n``.
+    """
+
+    n: int = 5
+    d: int = 20
+    activation: str = "relu"
+    circle_ratios: list = (0.15, 4.0)
+    num_dirs: int = 16
+    num_points: int = 129
+    landing_ratios: list = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 4.0)
+    num_starts: int = 64
+    one_point_steps: int = 2000
+    rank_activations: list = ("relu", "tanh", "relu+tanh", "softplus")
+    rank_sizes: list = ((3, 10), (6, 10), (5, 20))
+    rank_window: int = 4
+    relu_scan_max_ratio: float = 2.0
+    rank_rtol: float = 1e-8
+    null_size: list = (3, 5)
+    null_ratios: list = (0.67, 4.0)
+    null_step: float = 0.2
+    null_steps: int = 3000
+    symmetry_activations: list = ("tanh", "relu", "relu+tanh")
+    symmetry_size: list = (4, 10)
+    symmetry_ratio: float = 10.0
+    symmetry_steps: int = 5000
+    seed: int = 0
+    threshold: float = 1e-2
+
+    def __post_init__(self):
+        checks.positive_int("n", self.n)
+        checks.positive_int("d", self.d, minimum=2)
+        checks.choice("activation", self.activation, ACTIVATIONS)
+        set_ = partial(object.__setattr__, self)
+        set_("circle_ratios", _ratios("circle_ratios", self.circle_ratios))
+        if len(self.circle_ratios) < 2 or not (self.circle_ratios[0] < 1 < self.circle_ratios[-1]):
+            raise ValueError(f"circle_ratios needs one p/(d n) below 1 and one above, got "
+                             f"{self.circle_ratios}")
+        checks.positive_int("num_dirs", self.num_dirs)
+        checks.positive_int("num_points", self.num_points, minimum=3)
+        set_("landing_ratios", _ratios("landing_ratios", self.landing_ratios))
+        checks.positive_int("num_starts", self.num_starts)
+        checks.positive_int("one_point_steps", self.one_point_steps)
+        for name in ("circle_ratios", "landing_ratios"):
+            low = p_at(getattr(self, name)[0], self.n, self.d)
+            if low <= self.n:
+                raise ValueError(f"{name}: the smallest ratio gives p = {low} <= n = {self.n}; "
+                                 f"the features must span more than the training points")
+        set_("rank_activations", _activations("rank_activations", self.rank_activations))
+        set_("rank_sizes", _pairs("rank_sizes", self.rank_sizes))
+        if len(set(self.rank_sizes)) < 2:
+            raise ValueError(f"rank_sizes needs two or more different (n, d) pairs, got "
+                             f"{self.rank_sizes}")
+        checks.positive_int("rank_window", self.rank_window)
+        for n, d in self.rank_sizes:
+            if d * n - self.rank_window <= n:
+                raise ValueError(f"rank_window {self.rank_window} reaches p <= n at size "
+                                 f"(n={n}, d={d}): take a smaller window or a larger d")
+        ratio = checks.positive_float("relu_scan_max_ratio", self.relu_scan_max_ratio)
+        if ratio < 1:
+            raise ValueError(f"relu_scan_max_ratio must be >= 1, got {ratio}")
+        rtol = checks.positive_float("rank_rtol", self.rank_rtol)
+        if rtol >= 1:
+            raise ValueError(f"rank_rtol must lie in (0, 1), got {rtol}")
+        set_("null_size", _pair("null_size", self.null_size))
+        set_("null_ratios", _ratios("null_ratios", self.null_ratios))
+        if len(self.null_ratios) != 2 or not (self.null_ratios[0] < 1 < self.null_ratios[1]):
+            raise ValueError(f"null_ratios must be [below 1, above 1], got {self.null_ratios}")
+        if p_at(self.null_ratios[0], *self.null_size) <= self.null_size[0]:
+            raise ValueError(f"null_ratios[0] gives p <= n at null_size {self.null_size}")
+        checks.positive_float("null_step", self.null_step)
+        checks.positive_int("null_steps", self.null_steps)
+        set_("symmetry_activations",
+             _activations("symmetry_activations", self.symmetry_activations))
+        set_("symmetry_size", _pair("symmetry_size", self.symmetry_size))
+        if checks.positive_float("symmetry_ratio", self.symmetry_ratio) <= 1:
+            raise ValueError(f"symmetry_ratio must be above 1 (p > d n), got "
+                             f"{self.symmetry_ratio}")
+        checks.positive_int("symmetry_steps", self.symmetry_steps)
+        checks.nonnegative_int("seed", self.seed)
+        checks.positive_float("threshold", self.threshold)
+
+    @property
+    def dn(self) -> int:
+        """``d * n`` of the Theorem 1 size."""
+        return self.d * self.n
+
+    def p(self, ratio: float, size: tuple[int, int] | None = None) -> int:
+        """``p = round(ratio * d * n)`` at ``size`` (default: the Theorem 1 size)."""
+        n, d = size if size is not None else (self.n, self.d)
+        return p_at(ratio, n, d)
+
+    def as_dict(self) -> dict:
+        """The settings as a plain dictionary (for figure sidecars)."""
+        return asdict(self)
+
+
+class RankScan(NamedTuple):
+    """Rank of the restricted Jacobian at each ``p_values[j]``: ``ranks[j]``, its upper bound
+    ``bounds[j] = min(p - n, (d - 1) n)``, and ``sigma_min[j]``, the ``(d - 1) n``-th singular
+    value relative to the largest (0 when ``p < (d - 1) n`` leaves fewer singular values).
+    ``jump``: the smallest scanned ``p`` with rank ``full_rank = (d - 1) n`` (None if none)."""
+
+    activation: str
+    n: int
+    d: int
+    p_values: np.ndarray
+    ranks: np.ndarray
+    bounds: np.ndarray
+    sigma_min: np.ndarray
+    full_rank: int
+    jump: int | None
+    rtol: float
+
+
+def rank_scan(activation: str, n: int, d: int, p_values, seed: int = 0,
+              rtol: float = 1e-8) -> RankScan:
+    """The rank of the Jacobian of ``X_hat -> (I - P(X_hat)) theta`` at the true data,
+    restricted to the tangent space of the product of spheres, for every ``p`` in
+    ``p_values``, with ``theta`` the minimum-norm readout (float64) fitted to the synthetic
+    labels. Same models as :func:`recon.theory.trained_rf` (``seed``), same rank rule as
+    :func:`recon.theory.local_rank`: the number of singular values above
+    ``rtol * sigma_max``."""
+    import jax
+    import jax.numpy as jnp
+
+    from recon import theory
+    from recon.data import project_to_sphere, synthetic_regression
+    from recon.models import activation as activation_fn
+    from recon.solver import projection_residual
+
+    checks.choice("activation", activation, ACTIVATIONS)
+    n, d = checks.positive_int("n", n), checks.positive_int("d", d, minimum=2)
+    seed = checks.nonnegative_int("seed", seed)
+    rtol = checks.positive_float("rtol", rtol)
+    if not isinstance(p_values, (list, tuple, range, np.ndarray)) or len(p_values) == 0:
+        raise TypeError(f"p_values must be a non-empty list of integers, got {p_values!r}")
+    p_values = sorted({checks.positive_int("p", int(p) if isinstance(p, np.integer) else p,
+                                           minimum=n + 1) for p in p_values})
+    p_max = p_values[-1]
+    model, X = theory.trained_rf(activation, n, d, p_max, seed)
+    V = np.asarray(model.V[...], np.float64)
+    X = np.asarray(X, np.float64)
+    key_data, _ = jax.random.split(jax.random.key(seed))
+    y = np.asarray(synthetic_regression(key_data, n, d, dtype=jnp.float64).y)
+    act = activation_fn(activation, 0.0)
+    Phi = np.asarray(act(jnp.asarray(X @ V.T)))
+    masks = np.zeros((len(p_values), p_max))
+    thetas = np.zeros((len(p_values), p_max))
+    for j, p in enumerate(p_values):  # minimum-norm readouts, as recon.train.fit_min_norm
+        masks[j, :p] = 1.0
+        coef, *_ = np.linalg.lstsq(Phi[:, :p] @ Phi[:, :p].T, y, rcond=None)
+        thetas[j, :p] = Phi[:, :p].T @ coef
+    B = jnp.asarray(theory.tangent_basis(jnp.asarray(X)))
+    radius = math.sqrt(d)
+
+    def jacobian(mask, theta):
+        def residual(U):  # tangent coordinates (n, d - 1) -> (I - P(X_hat)) theta
+            X_hat = project_to_sphere(jnp.asarray(X) + jnp.einsum("idk,ik->id", B, U), radius)
+            return projection_residual(act(X_hat @ jnp.asarray(V).T) * mask, theta, 0.0)
+
+        return jax.jacfwd(residual)(jnp.zeros((n, d - 1))).reshape(p_max, -1)
+
+    Js = np.asarray(jax.jit(jax.vmap(jacobian))(jnp.asarray(masks), jnp.asarray(thetas)))
+    full = (d - 1) * n
+    ranks, sigma_min = [], []
+    for J, p in zip(Js, p_values):
+        sigma = np.linalg.svd(J[:p], compute_uv=False)
+        ranks.append(int(np.sum(sigma > rtol * sigma[0])) if sigma[0] > 0 else 0)
+        sigma_min.append(sigma[full - 1] / sigma[0] if len(sigma) >= full and sigma[0] > 0
+                         else 0.0)
+    ranks = np.array(ranks)
+    hits = [p for p, r in zip(p_values, ranks) if r == full]
+    return RankScan(activation, n, d, np.array(p_values), ranks,
+                    np.array([min(p - n, full) for p in p_values]), np.array(sigma_min), full,
+                    min(hits) if hits else None, rtol)
+
+
+def rank_key(activation: str, n: int, d: int) -> str:
+    """The key of one scan in the glued ``rank_jump`` mapping: ``"relu,n=3,d=10"``."""
+    return f"{activation},n={n},d={d}"
+
+
+def scan_to_full_rank(activation: str, n: int, d: int, window: int, max_ratio: float = 2.0,
+                      seed: int = 0, rtol: float = 1e-8) -> RankScan:
+    """:func:`rank_scan` over ``p = d n - window, ..., d n + window``; if the rank is not full
+    there yet (ReLU at small sizes), the scan goes on in blocks of ``2 window + 1`` values of
+    ``p`` until it is, or until ``p`` passes ``max_ratio * d n`` (then ``jump`` is None)."""
+    n, d = checks.positive_int("n", n), checks.positive_int("d", d, minimum=2)
+    window = checks.positive_int("window", window)
+    max_ratio = checks.positive_float("max_ratio", max_ratio)
+    dn = d * n
+    stop = max(dn + window, int(math.floor(max_ratio * dn)))
+    low, high = max(n + 1, dn - window), dn + window
+    parts = []
+    while True:
+        parts.append(rank_scan(activation, n, d, list(range(low, high + 1)), seed, rtol))
+        if parts[-1].jump is not None or high >= stop:
+            break
+        low, high = high + 1, min(stop, high + 2 * window + 1)
+    first = parts[0]
+    jumps = [s.jump for s in parts if s.jump is not None]
+    return first._replace(**{field: np.concatenate([getattr(s, field) for s in parts])
+                             for field in ("p_values", "ranks", "bounds", "sigma_min")},
+                          jump=min(jumps) if jumps else None)
+
+
+def residual_through(model, X_train, x0, x1, num_points: int = 129
+                     ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The span residual ``r`` (:func:`recon.theory.span_residual` against ``phi(X_train)``)
+    along the great circle from ``x0`` through ``x1`` (both on the sphere of radius
+    ``sqrt(d)``), at ``num_points`` angles in ``[0, pi]`` plus the angle of ``x1`` itself, so
+    that the curve passes exactly through both points. Returns ``(angles, r, angle of x1)``."""
+    import jax.numpy as jnp
+
+    from recon import theory
+
+    num_points = checks.positive_int("num_points", num_points, minimum=2)
+    x0, x1 = np.asarray(x0, np.float64), np.asarray(x1, np.float64)
+    radius = np.linalg.norm(x0)
+    u0 = x0 / radius
+    u1 = x1 - (x1 @ u0) * u0
+    if np.linalg.norm(u1) <= 1e-12 * np.linalg.norm(x1):
+        raise ValueError("x1 is parallel to x0: the great circle through them is undefined")
+    u1 = u1 / np.linalg.norm(u1)
+    target = float(np.arctan2(x1 @ u1, x1 @ u0))
+    angles = np.union1d(np.linspace(0.0, np.pi, num_points), [target])
+    points = radius * (np.cos(angles)[:, None] * u0 + np.sin(angles)[:, None] * u1)
+    F = model.features(jnp.asarray(X_train, jnp.float64))
+    r = np.asarray(theory.span_residual(F, model.features(jnp.asarray(points))))
+    return angles, r, target

@@ -1,0 +1,130 @@
+"""The image chapters (random features on real images, the two-layer network, the ResNet):
+each notebook at its smoke profile through papermill, the image metrics, and the refusal of
+bad parameters before any computation."""
+
+import numpy as np
+import papermill as pm
+import pytest
+
+from conftest import ROOT
+from recon import figures, metrics, notebooks
+from recon.image_experiments import ImagesRF, ResNetImages, TwoLayerImages, shown
+
+CHAPTERS = {"images_rf": "images-rf", "two_layer": "two-layer", "resnet": "resnet"}
+GLUED = {"p_over_dn", "recovered_fraction", "mean_ssim", "ssim_success", "dataset",
+         "n_images", "mean_error", "mean_psnr", "sign_flips", "first_full_recovery"}
+
+
+def execute(tmp_path, name, **overrides):
+    params = dict(notebooks.load_profiles()[name]["smoke"] or {}, **overrides)
+    out = tmp_path / f"{name}.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out), parameters=params,
+                        kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    return notebooks.read_glued(out)
+
+
+@pytest.mark.parametrize("name", list(CHAPTERS))
+def test_chapter_runs_at_smoke_and_glues_its_numbers(built_book, name):
+    # the book build ran every notebook at its smoke profile (tests/conftest.py)
+    glued = notebooks.read_glued(notebooks.CHAPTERS / f"{name}.ipynb")
+    figures_dir = ROOT / "_build" / "figures"
+    assert GLUED <= set(glued), GLUED - set(glued)
+    assert glued["dataset"] == "digits"
+    assert glued["p_over_dn"] > 1
+    assert 0.0 <= glued["recovered_fraction"] <= 1.0
+    assert -1.0 <= glued["mean_ssim"] <= 1.0
+    assert isinstance(glued["ssim_success"], int)
+    assert 0 <= glued["ssim_success"] <= glued["n_images"]
+    assert glued["sign_flips"] == 0  # ReLU recovers the sign
+    if name != "resnet":  # well above d*n, RF and the two-layer network give the images away
+        assert glued["recovered_fraction"] == 1.0
+        assert glued["mean_ssim"] > 0.99 and glued["ssim_success"] == glued["n_images"]
+    else:  # the trained network leaves a positive loss floor at the truth
+        assert glued["loss_at_truth"] > 0
+    for figure in ("grid", "quality", "sweep"):
+        for ext in ("png", "pdf", "svg", "json"):
+            path = figures_dir / f"{CHAPTERS[name]}-{figure}.{ext}"
+            assert path.stat().st_size > 0, path
+
+
+def test_a_bad_dataset_stops_the_notebook_before_computing(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECON_FIGURES", str(tmp_path / "figures"))
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        execute(tmp_path, "images_rf", dataset="mnist")
+    assert "unknown dataset 'mnist'" in str(info.value)
+    assert not (tmp_path / "figures").exists()
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: ImagesRF(dataset="mnist"), ValueError, "unknown dataset 'mnist'"),
+    (lambda: ImagesRF(p=0), ValueError, "p must be an integer >= 1, got 0"),
+    (lambda: ImagesRF(n="6"), TypeError, "n must be an integer"),
+    (lambda: ResNetImages(n=3), ValueError, "n must be even"),
+    (lambda: ImagesRF(classes="frog"), TypeError, "classes must be a list"),
+    (lambda: ImagesRF(dataset="digits", downsample=3), ValueError, "must divide the 8x8"),
+    (lambda: ImagesRF(ratios=[2.0, 1.0]), ValueError, "ratios must be increasing"),
+    (lambda: ImagesRF(ssim_level=1.5), ValueError, "ssim_level must lie in [0, 1]"),
+    (lambda: ImagesRF(sample_seed=-2), ValueError, "sample_seed must be an integer >= -1"),
+    (lambda: TwoLayerImages(n=5, k=2), ValueError, "n must be a multiple of k=2"),
+    (lambda: TwoLayerImages(width=2.5), TypeError, "width must be an integer"),
+    (lambda: ResNetImages(stem_kernel=20), ValueError, "stem_kernel=20"),
+    (lambda: ResNetImages(blocks=-1), ValueError, "blocks must be an integer >= 0"),
+])
+def test_settings_refuse_bad_parameters(make, error, message):
+    with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")):
+        make()
+
+
+def test_sizes_follow_the_ratios():
+    rf = ImagesRF(dataset="digits", n=6, downsample=1)
+    assert rf.dn == 384 and rf.size_for(5.0) == 1920
+    two = TwoLayerImages(n=10, k=2)
+    assert two.size_for(10.0) == 3200 and two.p_of(3200) == 6400
+    res = ResNetImages(n=4, stem_kernel=6, stem_padding=1)
+    assert res.feature_map_shape == (5, 5) and res.p_of(102) == 2550
+    assert shown(10, 4).tolist() == [0, 3, 6, 9] and shown(3, 10).tolist() == [0, 1, 2]
+
+
+def test_image_metrics_on_known_inputs():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(3, 8, 8, 3))
+    same = metrics.image_metrics(images, images)
+    np.testing.assert_allclose(same.ssim, 1.0)
+    assert np.all(np.isinf(same.psnr) | (same.psnr > 100))
+
+    noisy = np.clip(images + 0.1 * rng.normal(size=images.shape), 0, 1)
+    worse = metrics.image_metrics(images, noisy)
+    assert np.all(worse.ssim < 0.99) and np.all(np.isfinite(worse.psnr))
+    assert np.all((worse.psnr > 15) & (worse.psnr < 25))  # noise std 0.1: about 20 dB
+    noisier = metrics.image_metrics(images, np.clip(images + 0.3 * rng.normal(size=images.shape),
+                                                    0, 1))
+    assert np.all(noisier.ssim < worse.ssim) and np.all(noisier.psnr < worse.psnr)
+
+    grey = metrics.image_metrics(images[..., 0], images[..., 0])  # (m, H, W) is accepted
+    np.testing.assert_allclose(grey.ssim, 1.0)
+    small = metrics.image_metrics(images[:, :4, :4], noisy[:, :4, :4])  # window shrinks to 3
+    assert small.ssim.shape == (3,)
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.image_metrics(images, images[:2])
+    with pytest.raises(ValueError, match="at least 3x3"):
+        metrics.image_metrics(images[:, :2, :2], images[:, :2, :2])
+
+
+def test_ssim_success_counts_images_above_the_level():
+    assert metrics.ssim_success([0.1, 0.4, 0.41, 0.9]) == 2
+    assert metrics.ssim_success([0.1, 0.4, 0.41, 0.9], level=0.05) == 4
+    with pytest.raises(ValueError, match="level must be > 0"):
+        metrics.ssim_success([0.5], level=0)
+
+
+def test_image_grid_puts_originals_above_reconstructions():
+    rng = np.random.default_rng(1)
+    originals, recon = rng.uniform(size=(2, 5, 8, 8, 1))
+    fig = figures.plot_image_grid(originals, recon, titles=list("abcde"), columns=3)
+    axes = np.array(fig.axes).reshape(4, 3)  # two blocks of (originals, reconstructions)
+    np.testing.assert_allclose(axes[0, 0].images[0].get_array(), originals[0, ..., 0])
+    np.testing.assert_allclose(axes[1, 0].images[0].get_array(), recon[0, ..., 0])
+    np.testing.assert_allclose(axes[3, 1].images[0].get_array(), recon[4, ..., 0])
+    assert axes[0, 2].get_title() == "c" and not axes[2, 2].images
+    with pytest.raises(ValueError, match="matched image stacks"):
+        figures.plot_image_grid(originals, recon[:4])
