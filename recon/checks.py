@@ -55,3 +55,17 @@ def choice(name: str, value, accepted: Iterable[str]) -> str:
     if not isinstance(value, str) or value not in accepted:
         raise ValueError(f"unknown {name} {value!r}; accepted: {', '.join(map(repr, accepted))}")
     return value
+
+
+def size_pairs(name: str, value, minimum_d: int = 1) -> list[tuple[int, int]]:
+    """Return ``value`` as a list of ``(n, d)`` integer pairs (a non-empty list of
+    ``[n, d]``), with ``n >= 1`` and ``d >= minimum_d``."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(f"{name} must be a non-empty list of [n, d] pairs, got {value!r}")
+    pairs = []
+    for item in value:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise TypeError(f"each entry of {name} must be an [n, d] pair, got {item!r}")
+        pairs.append((positive_int(f"{name}: n", item[0]),
+                      positive_int(f"{name}: d", item[1], minimum=minimum_d)))
+    return pairs

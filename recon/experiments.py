@@ -91,18 +91,6 @@ def setup_synthetic_rf(n: int, d: int, p: int, seed: int = 0, activation: str = 
     return dataset, model, fit, key_solver
 
 
-def _pairs(name: str, value) -> list[tuple[int, int]]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise TypeError(f"{name} must be a non-empty list of [n, d] pairs, got {value!r}")
-    pairs = []
-    for item in value:
-        if not isinstance(item, (list, tuple)) or len(item) != 2:
-            raise TypeError(f"each entry of {name} must be an [n, d] pair, got {item!r}")
-        pairs.append((checks.positive_int(f"{name}: n", item[0]),
-                      checks.positive_int(f"{name}: d", item[1])))
-    return pairs
-
-
 @dataclass(frozen=True)
 class LawSweep:
     """The law chapter's grid: RF reconstruction for every ``(n, d)`` in ``sizes``, every
@@ -118,7 +106,7 @@ class LawSweep:
     threshold: float = 1e-2
 
     def __post_init__(self):
-        object.__setattr__(self, "sizes", _pairs("sizes", self.sizes))
+        object.__setattr__(self, "sizes", checks.size_pairs("sizes", self.sizes))
         if not isinstance(self.ratios, (list, tuple)) or not self.ratios:
             raise TypeError(f"ratios must be a non-empty list of numbers, got {self.ratios!r}")
         ratios = [checks.positive_float("ratios", r) for r in self.ratios]
@@ -133,7 +121,7 @@ class LawSweep:
         checks.positive_int("reference_steps", self.reference_steps)
         checks.positive_float("threshold", self.threshold)
         if self.reference_size:
-            object.__setattr__(self, "reference_size", _pairs("reference_size",
+            object.__setattr__(self, "reference_size", checks.size_pairs("reference_size",
                                                               [self.reference_size])[0])
         else:
             object.__setattr__(self, "reference_size", None)

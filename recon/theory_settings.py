@@ -32,22 +32,10 @@ from recon.models import ACTIVATIONS
 SMOOTH_ACTIVATIONS = ("tanh", "relu+tanh", "softplus")
 
 
-def _pairs(name: str, value, minimum_d: int = 2) -> list[tuple[int, int]]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise TypeError(f"{name} must be a non-empty list of [n, d] pairs, got {value!r}")
-    pairs = []
-    for item in value:
-        if not isinstance(item, (list, tuple)) or len(item) != 2:
-            raise TypeError(f"each entry of {name} must be an [n, d] pair, got {item!r}")
-        pairs.append((checks.positive_int(f"{name}: n", item[0]),
-                      checks.positive_int(f"{name}: d", item[1], minimum=minimum_d)))
-    return pairs
-
-
 def _pair(name: str, value) -> tuple[int, int]:
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"{name} must be an [n, d] pair, got {value!r}")
-    return _pairs(name, [value])[0]
+    return checks.size_pairs(name, [value], minimum_d=2)[0]
 
 
 def _ratios(name: str, value) -> list[float]:
@@ -127,7 +115,7 @@ class TheoremChecks:
                 raise ValueError(f"{name}: the smallest ratio gives p = {low} <= n = {self.n}; "
                                  f"the features must span more than the training points")
         set_("rank_activations", _activations("rank_activations", self.rank_activations))
-        set_("rank_sizes", _pairs("rank_sizes", self.rank_sizes))
+        set_("rank_sizes", checks.size_pairs("rank_sizes", self.rank_sizes, minimum_d=2))
         if len(set(self.rank_sizes)) < 2:
             raise ValueError(f"rank_sizes needs two or more different (n, d) pairs, got "
                              f"{self.rank_sizes}")
