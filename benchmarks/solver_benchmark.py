@@ -6,7 +6,8 @@ preset, in one run on one machine.
 
 Recovery = every sample's matched error below 1e-3. The last line printed is one JSON object
 with the keys default_seconds, reference_seconds (null if the reference did not recover within
-its budget), reference_budget_seconds, speedup, threshold_default, threshold_reference,
+its budget), reference_budget_seconds, speedup (null then), speedup_at_least (the budget over
+the default's time when the reference did not recover), threshold_default, threshold_reference,
 iteration_vs_matmul and chunked_peak_gib (peak memory of training and one solver step with
 p = 1e6, d = 3072, n = 10 random features whose V (12 GiB as one matrix) is drawn in chunks).
 """
@@ -43,9 +44,16 @@ def time_to_recovery(n, d, p, name, max_steps, seed=0):
     hit = np.flatnonzero(h.max_error < TARGET)
     seconds = float(h.error_seconds[hit[0]]) if hit.size else None
     steps = int(h.error_steps[hit[0]]) if hit.size else None
-    per_iteration = float(h.error_seconds[-1] / h.error_steps[-1])
     return {"seconds": seconds, "iterations": steps, "budget_seconds": float(h.error_seconds[-1]),
-            "budget_steps": int(h.error_steps[-1]), "per_iteration_s": per_iteration}
+            "budget_steps": int(h.error_steps[-1]),
+            "per_iteration_s": iteration_seconds(problem, name, key)}
+
+
+def iteration_seconds(problem, name, key, steps=500):
+    """Seconds per plain iteration (one start, no reseeding, no error tracking)."""
+    solver = dataclasses.replace(preset(name, max_steps=steps, tol=0.0), restarts=1,
+                                 reseed_patience=0)
+    return solve(problem, solver, key, progress=False).seconds / steps
 
 
 def matmul_seconds(n, d, p, repeats=50):
@@ -110,7 +118,7 @@ def main():
         print(json.dumps({"chunked_peak_gib": chunked_peak()}))
         return
     budget = {"default": 3000 if args.quick else 20000,
-              "reference": 2000 if args.quick else 20000}
+              "reference": 2000 if args.quick else 60000}
     print(f"devices: {jax.devices()}")
     results = {}
     for n, d, p in [(20, 100, 20000), (10, 30, 3000)]:
@@ -122,7 +130,7 @@ def main():
                   f"{r['iterations']} iterations (budget {r['budget_steps']} steps, "
                   f"{r['budget_seconds']:.1f} s; {1e3 * r['per_iteration_s']:.2f} ms/iteration)")
     mm = matmul_seconds(20, 100, 20000)
-    per_it = results[(20, 100, 20000, "default")]["per_iteration_s"]
+    per_it = results[(20, 100, 20000, "default")]["per_iteration_s"]  # a plain iteration
     print(f"matrix multiply for one iteration's work: {1e3 * mm:.2f} ms; "
           f"iteration / matmul = {per_it / mm:.2f}")
     ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0]
@@ -136,11 +144,14 @@ def main():
     reference = results[(20, 100, 20000, "reference")]
     speedup = (reference["seconds"] / default["seconds"]
                if reference["seconds"] and default["seconds"] else None)
+    at_least = (reference["budget_seconds"] / default["seconds"]
+                if speedup is None and default["seconds"] else speedup)
     summary = {
         "default_seconds": default["seconds"],
         "reference_seconds": reference["seconds"],
         "reference_budget_seconds": reference["budget_seconds"],
         "speedup": speedup,
+        "speedup_at_least": at_least,
         "threshold_default": None if np.isnan(thresholds["default"]) else thresholds["default"],
         "threshold_reference": (None if np.isnan(thresholds["reference"])
                                 else thresholds["reference"]),

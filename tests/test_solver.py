@@ -120,3 +120,30 @@ def test_streamed_random_features_match_their_blocks_and_reconstruct():
     assert float(solvers.projection_loss(problem, ds.X)) < 1e-9
     result = solvers.solve(problem, solvers.preset("default"), jax.random.key(2), progress=False)
     assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2
+
+
+def test_auto_restarts_shrink_with_problem_size():
+    _, _, _, small, _ = make_rf(n=2, d=5, p=40)
+    _, _, _, large, _ = make_rf(n=8, d=20, p=1600)
+    auto = solvers.preset("default")
+    assert auto.restarts == 0
+    assert solvers.resolve_restarts(auto, small) == auto.max_auto_restarts
+    assert solvers.resolve_restarts(auto, large) == 4  # 2e6 // (8 * 20 * 1600) = 7 -> 4
+    assert solvers.resolve_restarts(solvers.preset("default", restarts=3), small) == 3
+
+
+def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():
+    ds, _, _, problem, key = make_rf(n=4, d=8, p=640, seed=1)
+    X = ds.X.at[3].set(ds.X[0])[None]  # sample 3 missing, sample 0 twice
+    reseed = solvers._make_reseed(problem, solvers.preset("default"))
+    flags = jnp.ones((1,), bool)
+    found = np.asarray(reseed(X, jax.random.split(key, 1), flags, jnp.zeros(1, jnp.int32),
+                              problem.state, problem.theta))[0]
+    errors = metrics.per_sample_errors(found, ds.X)
+    assert errors[:3].max() < 1e-6  # the distinct candidates are kept
+    # the duplicate moved to a start near the missing sample, from which the solver goes on
+    before = float(solvers.projection_loss(problem, X[0]))
+    assert float(solvers.projection_loss(problem, found)) < 0.25 * before
+    untouched = reseed(X, jax.random.split(key, 1), ~flags, jnp.zeros(1, jnp.int32),
+                       problem.state, problem.theta)
+    np.testing.assert_array_equal(untouched, X)
