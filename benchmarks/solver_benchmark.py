@@ -21,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,7 @@ from recon.experiments import setup_synthetic_rf
 from recon.solver import preset, solve
 
 TARGET = 1e-3
+RESULTS = Path(__file__).resolve().parent.parent / "_build" / "benchmarks" / "solver.json"
 
 
 def time_to_recovery(n, d, p, name, max_steps, seed=0):
@@ -111,6 +113,8 @@ def chunked_peak_in_subprocess():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller budgets (a smoke run)")
+    parser.add_argument("--output", default=str(RESULTS),
+                        help=f"where to write the JSON summary too (default {RESULTS})")
     parser.add_argument("--chunked-only", action="store_true",
                         help="only the streamed-V memory measurement (run in a fresh process)")
     args = parser.parse_args()
@@ -158,6 +162,10 @@ def main():
         "iteration_vs_matmul": per_it / mm,
         "chunked_peak_gib": chunked_peak_in_subprocess(),
     }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({**summary, "quick": args.quick,
+                                  "devices": [str(d) for d in jax.devices()]}, indent=1))
     print(json.dumps(summary))
 
 

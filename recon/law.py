@@ -10,6 +10,7 @@ threshold ``p*/(d*n)`` (where half the samples are recovered), and :func:`fit_sl
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -192,3 +193,33 @@ def plot_thresholds(dn, p_star, slope, intercept, reference=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def benchmark_summary(path: str | os.PathLike | None = None) -> str:
+    """One sentence from the last run of ``benchmarks/solver_benchmark.py`` (its JSON file,
+    by default ``_build/benchmarks/solver.json``), or a pointer to the command if none ran."""
+    import json
+
+    from recon.notebooks import ROOT
+
+    path = Path(path) if path else ROOT / "_build" / "benchmarks" / "solver.json"
+    if not path.is_file():
+        return ("not measured for this build: `make benchmark` (or `python "
+                "benchmarks/solver_benchmark.py`) runs it, and the next build quotes it here")
+    b = json.loads(path.read_text())
+    if b.get("reference_seconds") is not None:
+        race = (f"the reference preset in {b['reference_seconds']:.1f} s, "
+                f"{b['speedup']:.0f} times slower")
+    else:
+        race = (f"the reference preset not within its budget of "
+                f"{b['reference_budget_seconds']:.0f} s (at least "
+                f"{b['speedup_at_least']:.0f} times slower)")
+
+    def ratio(value):
+        return "not reached" if value is None else f"{value:.2f}"
+
+    return (f"at the authors' synthetic setting (n=20, d=100, p=20000) our solver recovered "
+            f"every sample to error 1e-3 in {b['default_seconds']:.1f} s, {race}; at n=5, "
+            f"d=20 the algorithmic threshold p*/(dn) was {ratio(b['threshold_default'])} for "
+            f"ours and {ratio(b['threshold_reference'])} for the reference "
+            f"(devices: {', '.join(b.get('devices', []))})")
