@@ -204,8 +204,8 @@ def benchmark_summary(path: str | os.PathLike | None = None) -> str:
 
     path = Path(path) if path else ROOT / "_build" / "benchmarks" / "solver.json"
     if not path.is_file():
-        return ("not measured for this build: `make benchmark` (or `python "
-                "benchmarks/solver_benchmark.py`) runs it, and the next build quotes it here")
+        return ("not measured for this build: make benchmark (or python "
+                "benchmarks/solver_benchmark.py) runs it, and the next build quotes it here")
     b = json.loads(path.read_text())
     if b.get("reference_seconds") is not None:
         race = (f"the reference preset in {b['reference_seconds']:.1f} s, "
