@@ -44,8 +44,12 @@ def projection_residual(F: Array, theta: Array, ridge: float = 1e-10) -> Array:
 
 def projection_loss(problem: ReconstructionProblem, X: Array, ridge: float = 1e-10) -> Array:
     """``L(X_hat) = ||theta - P(X_hat) theta||^2 / ||theta||^2`` for the candidates ``X``."""
-    r = projection_residual(problem.feature_matrix(X), problem.theta, ridge)
-    theta = problem.theta.astype(r.dtype)
+    return _share_outside(problem.feature_matrix(X), problem.theta, ridge)
+
+
+def _share_outside(F: Array, theta: Array, ridge: float) -> Array:
+    r = projection_residual(F, theta, ridge)
+    theta = theta.astype(r.dtype)
     return (r @ r) / (theta @ theta)
 
 
@@ -174,9 +178,7 @@ def _tangent(G: Array, X: Array, radius: float) -> Array:
 
 def _make_loss(problem: ReconstructionProblem, solver: Solver):
     def loss(X, state, theta):
-        r = projection_residual(problem.features(state, X), theta, solver.ridge)
-        theta = theta.astype(r.dtype)
-        return (r @ r) / (theta @ theta)
+        return _share_outside(problem.features(state, X), theta, solver.ridge)
 
     return loss
 
