@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 benchmark: $(STAMP)
-	$(PY) benchmarks/solver_benchmark.py
+	$(PY) benchmarks/solver_benchmark.py --readme README.md
 
 clean:
 	rm -rf _build book/chapters figures .pytest_cache

@@ -2,7 +2,7 @@
 multiply, and the algorithmic threshold, for the default solver and the authors' `reference`
 preset, in one run on one machine.
 
-    python benchmarks/solver_benchmark.py [--quick]
+    python benchmarks/solver_benchmark.py [--quick] [--readme README.md]
 
 Recovery = every sample's matched error below 1e-3. The last line printed is one JSON object
 with the keys default_seconds, reference_seconds (null if the reference did not recover within
@@ -10,13 +10,17 @@ its budget), reference_budget_seconds, speedup (null then), speedup_at_least (th
 the default's time when the reference did not recover), threshold_default, threshold_reference,
 iteration_vs_matmul and chunked_peak_gib (peak memory of training and one solver step with
 p = 1e6, d = 3072, n = 10 random features whose V (12 GiB as one matrix) is drawn in chunks).
+With --readme, the table between the benchmark markers of that file is rewritten from this run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
+import os
+import platform
 import resource
 import subprocess
 import sys
@@ -28,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import recon  # noqa: F401  (x64 for the Gram solves)
-from recon import law, metrics, problems
+from recon import benchmark_report, law, metrics, problems
 from recon.experiments import setup_synthetic_rf
 from recon.solver import preset, solve
 
@@ -110,14 +114,31 @@ def chunked_peak_in_subprocess():
     return json.loads(out[-1])["chunked_peak_gib"]
 
 
+def _commit() -> str:
+    """The checkout's commit (with ``+`` if the tree has changes), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller budgets (a smoke run)")
     parser.add_argument("--output", default=str(RESULTS),
                         help=f"where to write the JSON summary too (default {RESULTS})")
+    parser.add_argument("--readme", metavar="PATH",
+                        help="rewrite the benchmark table of this Markdown file (README.md)")
     parser.add_argument("--chunked-only", action="store_true",
                         help="only the streamed-V memory measurement (run in a fresh process)")
     args = parser.parse_args()
+    if args.readme:  # fail now, not after the run, if the block is missing
+        benchmark_report.replace_block(Path(args.readme).read_text(), "")
     if args.chunked_only:
         print(json.dumps({"chunked_peak_gib": chunked_peak()}))
         return
@@ -162,10 +183,17 @@ def main():
         "iteration_vs_matmul": per_it / mm,
         "chunked_peak_gib": chunked_peak_in_subprocess(),
     }
+    record = {**summary, "quick": args.quick, "devices": [str(d) for d in jax.devices()],
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "date": datetime.date.today().isoformat(), "commit": _commit()}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({**summary, "quick": args.quick,
-                                  "devices": [str(d) for d in jax.devices()]}, indent=1))
+    output.write_text(json.dumps(record, indent=1))
+    if args.readme:
+        readme = Path(args.readme)
+        readme.write_text(benchmark_report.replace_block(readme.read_text(),
+                                                         benchmark_report.markdown(record)))
+        print(f"rewrote the benchmark table of {readme}")
     print(json.dumps(summary))
 
 

@@ -100,7 +100,7 @@ class LawSweep:
     ratios: list
     seeds: list
     activation: str = "relu"
-    max_steps: int = 3000
+    max_steps: int = 4000
     reference_size: list | None = None
     reference_steps: int = 3000
     threshold: float = 1e-2

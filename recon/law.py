@@ -30,14 +30,18 @@ def code_version() -> str:
 
 
 def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
-            solver: str = "default", max_steps: int = 3000, threshold: float = 1e-2,
+            solver: str = "default", max_steps: int = 4000, threshold: float = 1e-2,
             code: str = "") -> dict:
     """Train RF with ``p = round(ratio * d * n)`` features on ``n`` synthetic samples and
     reconstruct them from ``theta`` with the solver preset ``solver``.
 
     Returns ``p``, the train MSE, the recovered fraction (matched error below ``threshold``),
     the mean matched error, the final loss, the iterations, whether the loss tolerance was
-    reached, and the solver's seconds. ``code`` is only part of the cache key.
+    reached, the solver's seconds, ``active_features`` (features nonzero at some training
+    input: a ReLU feature that is off at all of them gives ``theta_j = 0`` and no equation)
+    and ``zero_loss_elsewhere`` (the tolerance was reached at a different dataset: ``theta``
+    does not single out the data, whatever the solver). ``code`` is only part of the cache
+    key.
     """
     from recon import metrics, problems
     from recon.experiments import setup_synthetic_rf
@@ -50,15 +54,19 @@ def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
     start = time.perf_counter()
     result = solve(problem, preset(solver, max_steps=max_steps), key, progress=False)
     errors = metrics.per_sample_errors(result.X, dataset.X)
+    recovered = float(np.mean(errors < threshold))
+    active = int(np.any(np.asarray(problem.feature_matrix(dataset.X)) != 0, axis=0).sum())
     return {
         "p": p,
         "train_mse": fit.train_mse,
-        "recovered_fraction": float(np.mean(errors < threshold)),
+        "recovered_fraction": recovered,
         "mean_error": float(errors.mean()),
         "loss": result.loss,
         "iterations": result.iterations,
         "converged": result.converged,
         "solve_seconds": time.perf_counter() - start,
+        "active_features": active,
+        "zero_loss_elsewhere": bool(result.converged and recovered < 1),
     }
 
 
@@ -196,30 +204,8 @@ def plot_thresholds(dn, p_star, slope, intercept, reference=None):
 
 
 def benchmark_summary(path: str | os.PathLike | None = None) -> str:
-    """One sentence from the last run of ``benchmarks/solver_benchmark.py`` (its JSON file,
-    by default ``_build/benchmarks/solver.json``), or a pointer to the command if none ran."""
-    import json
+    """One sentence from the last run of ``benchmarks/solver_benchmark.py`` (see
+    :func:`recon.benchmark_report.sentence`)."""
+    from recon import benchmark_report
 
-    from recon.notebooks import ROOT
-
-    path = Path(path) if path else ROOT / "_build" / "benchmarks" / "solver.json"
-    if not path.is_file():
-        return ("not measured for this build: make benchmark (or python "
-                "benchmarks/solver_benchmark.py) runs it, and the next build quotes it here")
-    b = json.loads(path.read_text())
-    if b.get("reference_seconds") is not None:
-        race = (f"the reference preset in {b['reference_seconds']:.1f} s, "
-                f"{b['speedup']:.0f} times slower")
-    else:
-        race = (f"the reference preset not within its budget of "
-                f"{b['reference_budget_seconds']:.0f} s (at least "
-                f"{b['speedup_at_least']:.0f} times slower)")
-
-    def ratio(value):
-        return "not reached" if value is None else f"{value:.2f}"
-
-    return (f"at the authors' synthetic setting (n=20, d=100, p=20000) our solver recovered "
-            f"every sample to error 1e-3 in {b['default_seconds']:.1f} s, {race}; at n=5, "
-            f"d=20 the algorithmic threshold p*/(dn) was {ratio(b['threshold_default'])} for "
-            f"ours and {ratio(b['threshold_reference'])} for the reference "
-            f"(devices: {', '.join(b.get('devices', []))})")
+    return benchmark_report.sentence(path)

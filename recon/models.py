@@ -61,6 +61,24 @@ def activation(name: str, relu_surrogate_slope: float = 0.0) -> Callable[[Array]
     return lambda z: relu(z) + jnp.tanh(z)
 
 
+def smoothed_activation(name: str, beta) -> Callable[[Array], Array]:
+    """``act`` with its ReLU parts replaced by ``softplus(beta z) / beta``, a smooth function
+    that tends to ``relu(z)`` as ``beta`` grows (the gap is at most ``log(2) / beta``).
+    ``tanh`` and ``softplus`` are smooth already and come back unchanged. ``beta`` may be a
+    traced value, so one compiled solver step serves a whole annealing schedule."""
+    checks.choice("activation", name, ACTIVATIONS)
+    if "relu" not in name:
+        return ACTIVATIONS[name]
+
+    def soft_relu(z):
+        b = jnp.asarray(beta, z.dtype)
+        return jax.nn.softplus(b * z) / b
+
+    if name == "relu":
+        return soft_relu
+    return lambda z: soft_relu(z) + jnp.tanh(z)
+
+
 class FixedWeights(nnx.Variable):
     """A model weight that is drawn at initialisation and never trained (RF's ``V``)."""
 

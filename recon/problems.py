@@ -26,7 +26,12 @@ Array = jax.Array
 @dataclass(frozen=True)
 class ReconstructionProblem:
     """Find ``X_hat`` (``n`` inputs of ``input_shape``, each of norm ``radius``) such that
-    ``theta`` lies in the span of the rows of ``features(state, X_hat)``."""
+    ``theta`` lies in the span of the rows of ``features(state, X_hat)``.
+
+    ``smoothed_features(state, X, beta)``, where given, is a smooth version of the feature map
+    that tends to ``features`` as ``beta`` grows; the solver may anneal ``beta`` early on
+    (``Solver.smooth_steps``). ``None`` where the features are smooth already or no such
+    version exists."""
 
     features: Callable[[Any, Array], Array]
     state: Any
@@ -35,6 +40,7 @@ class ReconstructionProblem:
     input_shape: tuple[int, ...]
     radius: float
     name: str = "problem"
+    smoothed_features: Callable[[Any, Array, Array], Array] | None = None
 
     @property
     def d(self) -> int:
@@ -57,12 +63,27 @@ def _rf_features(act_name: str, slope: float, streamed: tuple | None = None):
     act = activation(act_name, slope)
 
     def features(state, X):
-        if streamed is not None:
-            p, chunk, dtype = streamed
-            return streamed_features(X, state["V_key"], p, chunk, act, dtype)
-        return act(X @ state["V"].T)
+        return _apply_rf(act, state, X, streamed)
 
     return features
+
+
+def _rf_smoothed_features(act_name: str, streamed: tuple | None = None):
+    from recon.models import smoothed_activation
+
+    def features(state, X, beta):
+        return _apply_rf(smoothed_activation(act_name, beta), state, X, streamed)
+
+    return features
+
+
+def _apply_rf(act, state, X, streamed):
+    from recon.models import streamed_features
+
+    if streamed is not None:
+        p, chunk, dtype = streamed
+        return streamed_features(X, state["V_key"], p, chunk, act, dtype)
+    return act(X @ state["V"].T)
 
 
 def random_features_problem(model: RandomFeatures, n: int,
@@ -77,9 +98,11 @@ def random_features_problem(model: RandomFeatures, n: int,
     theta = model.theta[...]
     if not bool(jnp.any(theta != 0)):
         raise ValueError("the model's theta is zero: train the model before reconstructing")
+    streamed = (model.p, model.chunk, model.dtype) if model.streamed else None
     return ReconstructionProblem(
-        features=_rf_features(model.activation, relu_surrogate_slope,
-                              (model.p, model.chunk, model.dtype) if model.streamed else None),
+        features=_rf_features(model.activation, relu_surrogate_slope, streamed),
+        smoothed_features=(_rf_smoothed_features(model.activation, streamed)
+                           if "relu" in model.activation else None),
         state={"V_key": model.V_key[...]} if model.streamed else {"V": model.V[...]},
         theta=theta,
         n=n,

@@ -77,6 +77,22 @@ class Solver:
             start climbs the share of the left-out residual its features capture, and the
             best end point replaces the removed candidate.
         reseed_steps, reseed_lr: steps and Adam learning rate of that one-point search.
+        smooth_steps: if > 0, the problem has ``smoothed_features`` and there are several
+            starts, every start but the first spends this many steps (at most half of
+            ``max_steps``) on the loss of the smoothed features, with ``beta`` rising
+            geometrically from ``smooth_from`` to ``smooth_to``, then goes on with the exact
+            features. The smoothed landscape has fewer spurious minima (ReLU kinks are what
+            trap candidates near the threshold); start 0 stays exact, which is fastest far
+            above it. Re-seeding starts after this phase.
+        smooth_from, smooth_to: the first and last ``beta`` of that schedule.
+        refine_scale: after a smoothing phase the optimizer's updates are multiplied by this:
+            the smoothing needs long steps to travel, the end game short ones, or a sample
+            whose share of ``theta`` is small never settles into its narrow basin.
+        clone_share: at each re-seeding check, the stuck starts among this share of the
+            worst restart from a copy of the best start with one candidate moved to a random
+            point, a different candidate in each copy; the others re-seed themselves as
+            above. This searches around the best configuration in parallel, which finds the
+            last few samples that one-point searches miss. 0 disables.
         name: a label for reports.
     """
 
@@ -93,6 +109,11 @@ class Solver:
     reseed_pool: int = 64
     reseed_steps: int = 200
     reseed_lr: float = 0.05
+    smooth_steps: int = 0
+    smooth_from: float = 3.0
+    smooth_to: float = 100.0
+    refine_scale: float = 1.0
+    clone_share: float = 0.0
     name: str = "custom"
 
     def __post_init__(self):
@@ -107,6 +128,13 @@ class Solver:
         checks.positive_int("reseed_pool", self.reseed_pool)
         checks.nonnegative_int("reseed_steps", self.reseed_steps)
         checks.positive_float("reseed_lr", self.reseed_lr)
+        checks.nonnegative_int("smooth_steps", self.smooth_steps)
+        checks.positive_float("smooth_from", self.smooth_from)
+        checks.positive_float("smooth_to", self.smooth_to)
+        checks.positive_float("refine_scale", self.refine_scale)
+        checks.positive_float("clone_share", self.clone_share, allow_zero=True)
+        if self.clone_share > 1:
+            raise ValueError(f"clone_share must be between 0 and 1, got {self.clone_share}")
         if self.reseed_patience % self.chunk:
             raise ValueError(f"reseed_patience ({self.reseed_patience}) must be a multiple of "
                              f"chunk ({self.chunk})")
@@ -124,15 +152,19 @@ def reference_solver(lr: float = 20.0, max_steps: int = 1_000_000, tol: float = 
 
 
 def default_solver(lr: float = 0.05, max_steps: int = 20_000, tol: float = 1e-10,
-                   restarts: int = 0, reseed_patience: int = 300) -> Solver:
-    """Our default: Adam on Riemannian (tangent) gradients, several random starts at once on
-    small problems (``restarts=0``: chosen by size), and stuck candidates re-seeded by a
-    one-point search on the residual the others leave out. Its tolerance is tighter than
-    the authors' (1e-10 against 1e-7): with the float64 Gram solve the loss gets there, and at
-    1e-7 a sample can still be off by more than 1e-2."""
+                   restarts: int = 0, reseed_patience: int = 200,
+                   smooth_steps: int = 1500) -> Solver:
+    """Our default: Adam on Riemannian (tangent) gradients; ReLU features smoothed for the
+    first ``smooth_steps`` (softplus, ``beta`` from 3 to 100), then exact with steps five
+    times shorter; several random starts at once on small problems (``restarts=0``: chosen by
+    size); and stuck starts re-seeded, half by a one-point search on the residual their other
+    candidates leave out, half by restarting from the best start with one candidate moved.
+    Its tolerance is tighter than the authors' (1e-10 against 1e-7): with the float64 Gram
+    solve the loss gets there, and at 1e-7 a sample can still be off by more than 1e-2."""
     lr = checks.positive_float("lr", lr)
     return Solver(optax.adam(lr), max_steps=max_steps, tol=tol, tangent_gradients=True,
-                  restarts=restarts, reseed_patience=reseed_patience, name="default")
+                  restarts=restarts, reseed_patience=reseed_patience,
+                  smooth_steps=smooth_steps, refine_scale=0.2, clone_share=0.5, name="default")
 
 
 PRESETS = {"default": default_solver, "reference": reference_solver}
@@ -183,33 +215,70 @@ def _make_loss(problem: ReconstructionProblem, solver: Solver):
     return loss
 
 
-def _make_block(problem: ReconstructionProblem, solver: Solver):
-    """A jitted function running ``solver.chunk`` steps for every start (vmapped)."""
+def smoothing_steps(problem: ReconstructionProblem, solver: Solver, restarts: int) -> int:
+    """The number of steps of the smoothing phase of ``solver`` on ``problem`` with
+    ``restarts`` starts: its ``smooth_steps``, at most half of ``max_steps``, rounded down to
+    whole blocks; 0 when the problem has no smoothed features or there is a single start
+    (start 0 always runs on the exact features)."""
+    if problem.smoothed_features is None or restarts < 2:
+        return 0
+    steps = min(solver.smooth_steps, solver.max_steps // 2)
+    return steps - steps % solver.chunk
+
+
+def _make_block(problem: ReconstructionProblem, solver: Solver, smooth_until: int = 0):
+    """A jitted function running ``solver.chunk`` steps for every start (vmapped).
+
+    Each start carries a flag ``smoothed``. With ``smooth_until > 0`` this is the block of the
+    smoothing phase: flagged starts minimise the loss of the smoothed features with ``beta``
+    rising geometrically from ``smooth_from`` (step 0) to ``smooth_to`` (step
+    ``smooth_until``), and cannot stop yet. Otherwise all starts use the exact features and
+    the updates of flagged starts are scaled by ``refine_scale``.
+    """
     radius = problem.radius
-    value_and_grad = jax.value_and_grad(_make_loss(problem, solver))
+    exact = _make_loss(problem, solver)
+    growth = solver.smooth_to / solver.smooth_from
+
+    def loss(X, state, theta, t, smoothed):
+        if not smooth_until:
+            return exact(X, state, theta)
+
+        def soft(X):
+            beta = solver.smooth_from * growth ** (t / smooth_until)
+            return _share_outside(problem.smoothed_features(state, X, beta), theta,
+                                  solver.ridge)
+
+        return jax.lax.cond(smoothed, soft, lambda X: exact(X, state, theta), X)
+
+    value_and_grad = jax.value_and_grad(loss)
 
     def sphere(X):
         flat = X.reshape(X.shape[0], -1)
         return project_to_sphere(flat, radius).reshape(X.shape)
 
-    def step(carry, state, theta):
+    def step(carry, t, smoothed, state, theta):
         X, opt_state, done = carry
-        value, G = value_and_grad(X, state, theta)
+        value, G = value_and_grad(X, state, theta, t, smoothed)
         if solver.tangent_gradients:
             G = _tangent(G, X, radius)
         updates, new_opt_state = solver.optimizer.update(G, opt_state, X)
+        if not smooth_until and solver.refine_scale != 1.0:
+            scale = jnp.where(smoothed, solver.refine_scale, 1.0)
+            updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
         X_new = sphere(optax.apply_updates(X, updates))
-        done = done | (value <= solver.tol) | ~jnp.isfinite(value)
+        can_stop = ~smoothed if smooth_until else True
+        done = done | ((value <= solver.tol) & can_stop) | ~jnp.isfinite(value)
         X = jnp.where(done, X, X_new)
         opt_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), opt_state, new_opt_state)
         return (X, opt_state, done), value
 
-    def block(X, opt_state, done, state, theta):
-        def one(X, opt_state, done):
-            return jax.lax.scan(lambda c, _: step(c, state, theta), (X, opt_state, done),
-                                None, length=solver.chunk)
+    def block(X, opt_state, done, smoothed, state, theta, first_step):
+        def one(X, opt_state, done, smoothed):
+            ts = first_step + jnp.arange(solver.chunk)
+            return jax.lax.scan(lambda c, t: step(c, t, smoothed, state, theta),
+                                (X, opt_state, done), ts)
 
-        return jax.vmap(one)(X, opt_state, done)
+        return jax.vmap(one)(X, opt_state, done, smoothed)
 
     return jax.jit(block)
 
@@ -234,12 +303,13 @@ def _ascend(score, Z, radius: float, steps: int, lr: float):
 
 def _make_reseed(problem: ReconstructionProblem, solver: Solver):
     """A jitted function replacing, in each start flagged ``stuck``, a candidate by the point
-    that best captures the residual the other candidates leave. At a start's ``attempt``-th
-    reseed the candidate replaced is the one whose removal raises the loss the
-    ``attempt``-th least, so repeated reseeds try every candidate in turn."""
+    that best captures the residual the other candidates leave (or, where ``explore`` is
+    set, by a random point). At a start's ``attempt``-th reseed the candidate replaced is the
+    one whose removal raises the loss the ``attempt``-th least, so repeated reseeds try every
+    candidate in turn."""
     n = problem.n
 
-    def one(X, key, stuck, attempt, state, theta):
+    def one(X, key, stuck, attempt, explore, state, theta):
         F = problem.features(state, X).astype(jnp.float64)
         k = F.shape[0] // n
         theta64 = theta.astype(jnp.float64)
@@ -264,13 +334,22 @@ def _make_reseed(problem: ReconstructionProblem, solver: Solver):
             G = Fz @ Fz.T + 1e-12 * jnp.eye(k)
             return s @ jnp.linalg.solve(G, s)
 
-        pool = initial_candidates(key, problem, solver.reseed_pool, X.dtype)[:, 0]
-        pool = _ascend(score, pool, problem.radius, solver.reseed_steps, solver.reseed_lr)
-        best = pool[jnp.argmax(jax.vmap(score)(pool))]
+        starts = initial_candidates(key, problem, solver.reseed_pool, X.dtype)[:, 0]
+        pool = _ascend(score, starts, problem.radius, solver.reseed_steps, solver.reseed_lr)
+        best = jnp.where(explore, starts[0], pool[jnp.argmax(jax.vmap(score)(pool))])
         X_new = X.at[worst].set(best)
         return jnp.where(stuck, X_new, X)
 
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None, None)))
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None)))
+
+
+def clone_targets(current: np.ndarray, stuck: np.ndarray, share: float) -> tuple[int, list[int]]:
+    """The best start (lowest ``current`` loss) and the stuck starts among the worst
+    ``share`` of all (never the best) that restart from a copy of it."""
+    order = np.argsort(current)
+    leader = int(order[0])
+    worst = order[len(order) - int(len(order) * share):] if share else order[:0]
+    return leader, [int(i) for i in worst if stuck[i] and i != leader]
 
 
 def resolve_restarts(solver: Solver, problem: ReconstructionProblem) -> int:
@@ -316,9 +395,14 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
     checkpoint = np.full(restarts, np.inf)
     attempts = np.zeros(restarts, dtype=np.int32)
 
+    sharp_from = smoothing_steps(problem, solver, restarts)
+    smoothed = jnp.asarray(np.arange(restarts) > 0) & (sharp_from > 0)
+
     compile_start = time.perf_counter()
-    block = _make_block(problem, solver).lower(X, opt_state, done, problem.state,
-                                               problem.theta).compile()
+    args = (X, opt_state, done, smoothed, problem.state, problem.theta, 0)
+    exact_block = _make_block(problem, solver).lower(*args).compile()
+    smooth_block = (_make_block(problem, solver, sharp_from).lower(*args).compile()
+                    if sharp_from else None)
     batch_loss = jax.jit(jax.vmap(_make_loss(problem, solver), in_axes=(0, None, None))).lower(
         X, problem.state, problem.theta).compile()
     reseed = None  # compiled on first use: most runs never need it
@@ -332,8 +416,9 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
                unit="step", leave=False)
     try:
         while steps < solver.max_steps and not bool(jnp.any(done)):
-            (X, opt_state, done), values = block(X, opt_state, done, problem.state,
-                                                 problem.theta)
+            block = smooth_block if steps < sharp_from else exact_block
+            (X, opt_state, done), values = block(X, opt_state, done, smoothed, problem.state,
+                                                 problem.theta, steps)
             values = np.asarray(values)  # (restarts, chunk)
             steps += solver.chunk
             losses.append(values)
@@ -353,21 +438,29 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
                 max_errors.append(float(sample_errors.max()))
                 error_seconds.append(time.perf_counter() - start)
             if (solver.reseed_patience and steps % solver.reseed_patience == 0
-                    and steps < solver.max_steps):
+                    and sharp_from < steps < solver.max_steps):
                 stuck = (current > 0.5 * checkpoint) & (current > solver.tol)
-                checkpoint = current
+                checkpoint = current.copy()
+                explore = np.zeros(restarts, bool)
+                leader, clones = clone_targets(current, stuck, solver.clone_share)
+                if clones:
+                    X = X.at[jnp.asarray(clones)].set(X[leader])
+                    attempts[clones] = attempts[leader] + np.arange(len(clones))
+                    checkpoint[clones] = current[leader]
+                    explore[clones] = True
                 if stuck.any():
                     key, sub = jax.random.split(key)
                     if reseed is None:
                         compile_start = time.perf_counter()
                         reseed = _make_reseed(problem, solver).lower(
                             X, jax.random.split(sub, restarts), done,
-                            jnp.asarray(attempts), problem.state, problem.theta).compile()
+                            jnp.asarray(attempts), done, problem.state, problem.theta).compile()
                         elapsed = time.perf_counter() - compile_start
                         compile_seconds += elapsed
                         start += elapsed
                     X = reseed(X, jax.random.split(sub, restarts), jnp.asarray(stuck),
-                               jnp.asarray(attempts), problem.state, problem.theta)
+                               jnp.asarray(attempts), jnp.asarray(explore), problem.state,
+                               problem.theta)
                     attempts += stuck
                     fresh = jax.vmap(solver.optimizer.init)(X)
                     flags = jnp.asarray(stuck)
@@ -381,7 +474,8 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
     seconds = time.perf_counter() - start
     trace = np.concatenate(losses, axis=1)  # (restarts, steps)
     best = int(np.argmin(best_loss))
-    reached = np.flatnonzero(trace[best] <= solver.tol)
+    exact_loss = (np.arange(trace.shape[1]) >= sharp_from) | ~bool(smoothed[best])
+    reached = np.flatnonzero((trace[best] <= solver.tol) & exact_loss)
     iterations = int(reached[0]) if reached.size else trace.shape[1]
     history = History(trace[best, : iterations + 1] if reached.size else trace[best],
                       np.asarray(error_steps), np.asarray(errors), np.asarray(max_errors),

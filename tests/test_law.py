@@ -60,3 +60,15 @@ def test_a_cell_reconstructs_above_and_not_below_the_threshold(tmp_path):
     assert below < 1 and above == 1
     again = sweep.run_sweep(grid, law.rf_cell, tmp_path, progress=False)
     assert again.reused == 2 and again.computed == 0
+
+
+def test_a_cell_tells_when_theta_does_not_single_out_the_data():
+    # n=2, d=10, p=25, seed 1: only 15 of the 25 ReLU features are active at the data, fewer
+    # than dn = 20 equations, so other datasets explain theta exactly
+    cell = law.rf_cell(2, 10, 1.25, 1)
+    assert cell["active_features"] == 15
+    assert cell["zero_loss_elsewhere"] and cell["recovered_fraction"] < 1
+    assert cell["loss"] <= 1e-10
+    above = law.rf_cell(2, 10, 4.0, 0)
+    assert above["recovered_fraction"] == 1 and not above["zero_loss_elsewhere"]
+    assert above["active_features"] <= 80

@@ -1,5 +1,7 @@
 """The projection loss, the solver and its presets on random-features problems."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,6 +99,12 @@ def test_bad_input_is_refused_before_computing():
         solvers.Solver(optimizer="adam")
     with pytest.raises(ValueError, match="reseed_patience"):
         solvers.Solver(optax.adam(0.1), chunk=100, reseed_patience=150)
+    with pytest.raises(ValueError, match="clone_share must be between 0 and 1, got 2"):
+        solvers.Solver(optax.adam(0.1), clone_share=2)
+    with pytest.raises(ValueError, match="smooth_steps"):
+        solvers.Solver(optax.adam(0.1), smooth_steps=-1)
+    with pytest.raises(ValueError, match="refine_scale"):
+        solvers.Solver(optax.adam(0.1), refine_scale=0)
     ds, _, _, problem, key = make_rf(n=3, d=5, p=100)
     with pytest.raises(ValueError, match="truth must have shape"):
         solvers.solve(problem, solvers.preset("default"), key, truth=ds.X[:2])
@@ -137,13 +145,87 @@ def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():
     X = ds.X.at[3].set(ds.X[0])[None]  # sample 3 missing, sample 0 twice
     reseed = solvers._make_reseed(problem, solvers.preset("default"))
     flags = jnp.ones((1,), bool)
+    off = jnp.zeros((1,), bool)
     found = np.asarray(reseed(X, jax.random.split(key, 1), flags, jnp.zeros(1, jnp.int32),
-                              problem.state, problem.theta))[0]
+                              off, problem.state, problem.theta))[0]
     errors = metrics.per_sample_errors(found, ds.X)
     assert errors[:3].max() < 1e-6  # the distinct candidates are kept
     # the duplicate moved to a start near the missing sample, from which the solver goes on
     before = float(solvers.projection_loss(problem, X[0]))
     assert float(solvers.projection_loss(problem, found)) < 0.25 * before
     untouched = reseed(X, jax.random.split(key, 1), ~flags, jnp.zeros(1, jnp.int32),
-                       problem.state, problem.theta)
+                       off, problem.state, problem.theta)
     np.testing.assert_array_equal(untouched, X)
+    # exploring replaces the same candidate by a random point instead of the searched one
+    explored = np.asarray(reseed(X, jax.random.split(key, 1), flags, jnp.zeros(1, jnp.int32),
+                                 flags, problem.state, problem.theta))[0]
+    changed = np.flatnonzero(np.any(explored != np.asarray(X[0]), axis=1))
+    assert changed.size == 1 and np.linalg.norm(explored[changed[0]]) == pytest.approx(np.sqrt(8))
+    assert metrics.per_sample_errors(explored, ds.X).max() > 1e-2
+
+
+def test_smoothed_activation_tends_to_the_exact_one():
+    z = jnp.linspace(-3, 3, 601)
+    for beta in (3.0, 30.0, 300.0):
+        gap = jnp.abs(models.smoothed_activation("relu", beta)(z) - jax.nn.relu(z))
+        assert float(gap.max()) <= np.log(2) / beta + 1e-6
+        mixed = models.smoothed_activation("relu+tanh", beta)(z) - jax.nn.relu(z) - jnp.tanh(z)
+        assert float(jnp.abs(mixed).max()) <= np.log(2) / beta + 1e-6
+    assert models.smoothed_activation("tanh", 3.0) is models.ACTIVATIONS["tanh"]
+
+
+def test_only_relu_problems_have_smoothed_features():
+    ds, _, _, relu, _ = make_rf(n=3, d=6, p=100)
+    _, _, _, tanh, _ = make_rf(n=3, d=6, p=100, activation="tanh")
+    assert tanh.smoothed_features is None
+    sharp = relu.feature_matrix(ds.X)
+    soft = relu.smoothed_features(relu.state, ds.X, 1e4)
+    assert float(jnp.abs(soft - sharp).max()) < 1e-3
+    assert float(jnp.abs(relu.smoothed_features(relu.state, ds.X, 3.0) - sharp).max()) > 1e-2
+
+
+def test_smoothing_phase_length():
+    _, _, _, relu, _ = make_rf(n=3, d=6, p=100)
+    _, _, _, tanh, _ = make_rf(n=3, d=6, p=100, activation="tanh")
+    solver = solvers.preset("default", max_steps=20_000, smooth_steps=1550)
+    assert solvers.smoothing_steps(relu, solver, 4) == 1500  # whole blocks of 100
+    assert solvers.smoothing_steps(relu, solver, 1) == 0  # start 0 always stays exact
+    assert solvers.smoothing_steps(tanh, solver, 4) == 0
+    short = solvers.preset("default", max_steps=1000, smooth_steps=1500)
+    assert solvers.smoothing_steps(relu, short, 4) == 500  # at most half of the budget
+
+
+def test_smoothed_starts_cannot_stop_and_refine_with_shorter_steps():
+    ds, _, _, problem, key = make_rf(n=3, d=6, p=100)
+    solver = solvers.Solver(optax.adam(0.05), tol=1.0, chunk=1, refine_scale=0.2,
+                            max_steps=100)
+    X = jnp.broadcast_to(solvers.initial_candidates(key, problem, 1, problem.theta.dtype),
+                         (2, 3, 6))
+    state = jax.vmap(solver.optimizer.init)(X)
+    flags = jnp.asarray([False, True])
+    args = (X, state, jnp.zeros(2, bool), flags, problem.state, problem.theta, 0)
+    _, _, done = solvers._make_block(problem, solver, smooth_until=50)(*args)[0]
+    assert done.tolist() == [True, False]  # tol=1 holds at once, but not while smoothing
+    solver = dataclasses.replace(solver, tol=0.0)
+    moved, _, _ = solvers._make_block(problem, solver)(*args)[0]
+    plain, refined = (float(jnp.linalg.norm(moved[i] - X[i])) for i in (0, 1))
+    assert refined == pytest.approx(0.2 * plain, rel=0.05)
+
+
+def test_clones_are_the_stuck_among_the_worst_never_the_best():
+    current = np.array([3.0, 1.0, 5.0, 4.0])
+    stuck = np.ones(4, bool)
+    assert solvers.clone_targets(current, stuck, 0.5) == (1, [3, 2])
+    stuck[2] = False
+    assert solvers.clone_targets(current, stuck, 0.5) == (1, [3])
+    assert solvers.clone_targets(current, stuck, 0.0) == (1, [])
+    assert 1 not in solvers.clone_targets(current, np.ones(4, bool), 1.0)[1]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_default_solver_recovers_at_one_and_a_half_times_dn(seed):
+    n, d = 8, 20
+    ds, _, _, problem, key = make_rf(n, d, int(1.5 * d * n), seed=seed)
+    result = solvers.solve(problem, solvers.preset("default", max_steps=4000), key,
+                           progress=False)
+    assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2

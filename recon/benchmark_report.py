@@ -1,0 +1,103 @@
+"""Reports of the solver benchmark (``benchmarks/solver_benchmark.py``) from its JSON summary:
+a sentence for the law chapter and a table for the README, both written from a run's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+KEYS = ("default_seconds", "reference_seconds", "reference_budget_seconds", "speedup",
+        "speedup_at_least", "threshold_default", "threshold_reference", "iteration_vs_matmul",
+        "chunked_peak_gib")
+BEGIN = "<!-- solver-benchmark:begin (written by benchmarks/solver_benchmark.py --readme) -->"
+END = "<!-- solver-benchmark:end -->"
+
+
+def default_path() -> Path:
+    """Where the benchmark writes its summary: ``_build/benchmarks/solver.json``."""
+    from recon.notebooks import ROOT
+
+    return ROOT / "_build" / "benchmarks" / "solver.json"
+
+
+def load(path: str | os.PathLike | None = None) -> dict | None:
+    """The last benchmark summary, or ``None`` if the benchmark has not run. Raises
+    ``ValueError`` naming the missing keys if the file is not a complete summary."""
+    path = Path(path) if path else default_path()
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    missing = [k for k in KEYS if k not in summary]
+    if missing:
+        raise ValueError(f"{path} is not a solver benchmark summary: it lacks {missing}")
+    return summary
+
+
+def _ratio(value) -> str:
+    return "not reached" if value is None else f"{value:.2f}"
+
+
+def _race(b: dict) -> str:
+    if b["reference_seconds"] is not None:
+        return (f"the reference preset in {b['reference_seconds']:.1f} s, "
+                f"{b['speedup']:.0f} times slower")
+    return (f"the reference preset not within its budget of "
+            f"{b['reference_budget_seconds']:.0f} s (at least "
+            f"{b['speedup_at_least']:.0f} times slower)")
+
+
+def sentence(path: str | os.PathLike | None = None) -> str:
+    """One sentence from the last run, or a pointer to the command if none ran."""
+    b = load(path)
+    if b is None:
+        return ("not measured for this build: make benchmark (or python "
+                "benchmarks/solver_benchmark.py) runs it, and the next build quotes it here")
+    if b["default_seconds"] is None:
+        ours = "our solver did not recover every sample to error 1e-3 within its budget"
+    else:
+        ours = (f"our solver recovered every sample to error 1e-3 in "
+                f"{b['default_seconds']:.1f} s")
+    return (f"at the authors' synthetic setting (n=20, d=100, p=20000) {ours}, {_race(b)}; "
+            f"at n=5, d=20 the algorithmic threshold p*/(dn) was "
+            f"{_ratio(b['threshold_default'])} for ours and "
+            f"{_ratio(b['threshold_reference'])} for the reference "
+            f"(devices: {', '.join(b.get('devices', []))})")
+
+
+def markdown(b: dict) -> str:
+    """The README's benchmark table for the summary ``b``."""
+    def seconds(value):
+        return "not recovered" if value is None else f"{value:.2f} s"
+
+    speedup = (f"{b['speedup']:.0f}x" if b["speedup"] is not None else
+               f"at least {b['speedup_at_least']:.0f}x (reference not recovered in "
+               f"{b['reference_budget_seconds']:.0f} s)" if b["speedup_at_least"] else "n/a")
+    rows = [
+        ("time to error 1e-3, n=20, d=100, p=20000 (default)", seconds(b["default_seconds"])),
+        ("same, `reference` preset (SGD lr 20, momentum 0.9)", seconds(b["reference_seconds"])),
+        ("speed-up", speedup),
+        ("algorithmic threshold p*/(dn), n=5, d=20 (default)", _ratio(b["threshold_default"])),
+        ("same, `reference` preset", _ratio(b["threshold_reference"])),
+        ("one iteration / matrix multiply of the same work", f"{b['iteration_vs_matmul']:.2f}"),
+        ("peak memory, streamed V, p=1e6, d=3072", f"{b['chunked_peak_gib']:.2f} GiB"),
+    ]
+    lines = ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    where = ", ".join(b.get("devices", [])) or "unknown device"
+    machine = b.get("machine", "")
+    lines.append("")
+    lines.append(f"Measured {b.get('date', '(date not recorded)')} on {where}"
+                 f"{f' ({machine})' if machine else ''} by `python benchmarks/solver_benchmark.py"
+                 f"{' --quick' if b.get('quick') else ''}`, commit {b.get('commit', 'unknown')}.")
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with everything between the benchmark markers replaced by ``block``. Raises
+    ``ValueError`` if the markers are missing or out of order."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"the README has no benchmark block: add the lines\n{BEGIN}\n{END}\n"
+                         "where the table should go")
+    return text[: start + len(BEGIN)] + "\n" + block + "\n" + text[end:]
