@@ -83,11 +83,21 @@ class Solver:
             geometrically from ``smooth_from`` to ``smooth_to``, then goes on with the exact
             features. The smoothed landscape has fewer spurious minima (ReLU kinks are what
             trap candidates near the threshold); start 0 stays exact, which is fastest far
-            above it. Re-seeding starts after this phase.
+            above it. Smoothed starts are re-seeded and cloned only after this phase.
         smooth_from, smooth_to: the first and last ``beta`` of that schedule.
         refine_scale: after a smoothing phase the optimizer's updates are multiplied by this:
             the smoothing needs long steps to travel, the end game short ones, or a sample
             whose share of ``theta`` is small never settles into its narrow basin.
+        polish_evaluations: if > 0 and the budget ends above ``tol``, a Gauss-Newton polish
+            (``scipy.optimize.least_squares``, trust-region, Jacobian by ``jax.jacfwd``) of
+            the residual ``theta - P theta`` with at most this many evaluations is tried on
+            the best candidates. Near a solution it converges in a few dozen evaluations where
+            Adam crawls (a sample whose share of ``theta`` is small is found last, or never).
+            It goes to the nearest local minimum, so it runs only at the end: polished
+            earlier, a start that Adam was still moving towards the truth gets stuck.
+        polish_below: the polish runs only if the best loss is below this.
+        polish_size: the polish runs only where the Jacobian (``P`` by ``n * d``) has at most
+            this many entries.
         clone_share: at each re-seeding check, the stuck starts among this share of the
             worst restart from a copy of the best start with one candidate moved to a random
             point, a different candidate in each copy; the others re-seed themselves as
@@ -114,6 +124,9 @@ class Solver:
     smooth_to: float = 100.0
     refine_scale: float = 1.0
     clone_share: float = 0.0
+    polish_evaluations: int = 0
+    polish_below: float = 1e-3
+    polish_size: float = 5e6
     name: str = "custom"
 
     def __post_init__(self):
@@ -133,6 +146,9 @@ class Solver:
         checks.positive_float("smooth_to", self.smooth_to)
         checks.positive_float("refine_scale", self.refine_scale)
         checks.positive_float("clone_share", self.clone_share, allow_zero=True)
+        checks.nonnegative_int("polish_evaluations", self.polish_evaluations)
+        checks.positive_float("polish_below", self.polish_below)
+        checks.positive_float("polish_size", self.polish_size)
         if self.clone_share > 1:
             raise ValueError(f"clone_share must be between 0 and 1, got {self.clone_share}")
         if self.reseed_patience % self.chunk:
@@ -157,14 +173,16 @@ def default_solver(lr: float = 0.05, max_steps: int = 20_000, tol: float = 1e-10
     """Our default: Adam on Riemannian (tangent) gradients; ReLU features smoothed for the
     first ``smooth_steps`` (softplus, ``beta`` from 3 to 100), then exact with steps five
     times shorter; several random starts at once on small problems (``restarts=0``: chosen by
-    size); and stuck starts re-seeded, half by a one-point search on the residual their other
-    candidates leave out, half by restarting from the best start with one candidate moved.
+    size); stuck starts re-seeded, half by a one-point search on the residual their other
+    candidates leave out, half by restarting from the best start with one candidate moved;
+    and a Gauss-Newton polish of the best start if the budget ends short of ``tol``.
     Its tolerance is tighter than the authors' (1e-10 against 1e-7): with the float64 Gram
     solve the loss gets there, and at 1e-7 a sample can still be off by more than 1e-2."""
     lr = checks.positive_float("lr", lr)
     return Solver(optax.adam(lr), max_steps=max_steps, tol=tol, tangent_gradients=True,
                   restarts=restarts, reseed_patience=reseed_patience,
-                  smooth_steps=smooth_steps, refine_scale=0.2, clone_share=0.5, name="default")
+                  smooth_steps=smooth_steps, refine_scale=0.2, clone_share=0.5,
+                  polish_evaluations=100, name="default")
 
 
 PRESETS = {"default": default_solver, "reference": reference_solver}
@@ -343,6 +361,49 @@ def _make_reseed(problem: ReconstructionProblem, solver: Solver):
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None)))
 
 
+def _make_polish(problem: ReconstructionProblem, solver: Solver):
+    """``polish(X) -> X``: minimise ``||theta - P(X) theta||^2 / ||theta||^2`` from ``X`` by
+    ``scipy.optimize.least_squares`` (trust-region reflective), with rows ``X_i = r u_i /
+    |u_i|`` so the sphere needs no constraint and the Jacobian from ``jax.jacfwd``. Also
+    returns a function that compiles both (for timing)."""
+    from scipy.optimize import least_squares
+
+    shape = (problem.n,) + problem.input_shape
+    theta = problem.theta.astype(jnp.float64)
+    norm = jnp.linalg.norm(theta)
+
+    def candidates(u):
+        U = u.reshape(problem.n, -1)
+        return (problem.radius * U / jnp.linalg.norm(U, axis=1, keepdims=True)).reshape(shape)
+
+    def residual(u, state):
+        return projection_residual(problem.features(state, candidates(u)), theta,
+                                   solver.ridge) / norm
+
+    residual_fn, jacobian_fn = jax.jit(residual), jax.jit(jax.jacfwd(residual))
+
+    def compile_all(X):
+        u = jnp.zeros(X.size, jnp.float64)
+        residual_fn.lower(u, problem.state).compile()
+        jacobian_fn.lower(u, problem.state).compile()
+
+    def polish(X):
+        out = least_squares(
+            lambda u: np.asarray(residual_fn(jnp.asarray(u), problem.state)),
+            np.asarray(X, np.float64).ravel(),
+            jac=lambda u: np.asarray(jacobian_fn(jnp.asarray(u), problem.state)),
+            method="trf", max_nfev=solver.polish_evaluations, xtol=1e-15, ftol=1e-15,
+            gtol=1e-15)
+        return candidates(jnp.asarray(out.x)).astype(X.dtype)
+
+    return polish, compile_all
+
+
+def polish_applies(problem: ReconstructionProblem, solver: Solver) -> bool:
+    """Whether ``solver`` polishes on ``problem`` (see ``Solver.polish_evaluations``)."""
+    return bool(solver.polish_evaluations) and problem.P * problem.n * problem.d <= solver.polish_size
+
+
 def clone_targets(current: np.ndarray, stuck: np.ndarray, share: float) -> tuple[int, list[int]]:
     """The best start (lowest ``current`` loss) and the stuck starts among the worst
     ``share`` of all (never the best) that restart from a copy of it."""
@@ -403,10 +464,22 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
     exact_block = _make_block(problem, solver).lower(*args).compile()
     smooth_block = (_make_block(problem, solver, sharp_from).lower(*args).compile()
                     if sharp_from else None)
-    batch_loss = jax.jit(jax.vmap(_make_loss(problem, solver), in_axes=(0, None, None))).lower(
-        X, problem.state, problem.theta).compile()
-    reseed = None  # compiled on first use: most runs never need it
+    batch_loss = jax.jit(jax.vmap(_make_loss(problem, solver), in_axes=(0, None, None)))
+    batch_loss.lower(X, problem.state, problem.theta).compile()
+    reseed = polisher = None  # compiled on first use: most runs never need them
     compile_seconds = time.perf_counter() - compile_start
+
+    def polish(X_one):
+        """The polished candidates, their loss and the seconds spent compiling."""
+        nonlocal polisher
+        compiling = 0.0
+        if polisher is None:
+            tic = time.perf_counter()
+            polisher, compile_all = _make_polish(problem, solver)
+            compile_all(X_one)
+            compiling = time.perf_counter() - tic
+        X_new = polisher(X_one)
+        return X_new, float(batch_loss(X_new[None], problem.state, problem.theta)[0]), compiling
 
     losses, error_steps, errors, max_errors, error_seconds = [], [], [], [], []
     best_X, best_loss = X, np.full(restarts, np.inf)
@@ -438,12 +511,13 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
                 max_errors.append(float(sample_errors.max()))
                 error_seconds.append(time.perf_counter() - start)
             if (solver.reseed_patience and steps % solver.reseed_patience == 0
-                    and sharp_from < steps < solver.max_steps):
-                stuck = (current > 0.5 * checkpoint) & (current > solver.tol)
-                checkpoint = current.copy()
+                    and steps < solver.max_steps):
+                exact_now = ~np.asarray(smoothed) | (steps > sharp_from)
+                stuck = (current > 0.5 * checkpoint) & (current > solver.tol) & exact_now
+                checkpoint = np.where(exact_now, current, checkpoint)
                 explore = np.zeros(restarts, bool)
                 leader, clones = clone_targets(current, stuck, solver.clone_share)
-                if clones:
+                if clones and steps > sharp_from:
                     X = X.at[jnp.asarray(clones)].set(X[leader])
                     attempts[clones] = attempts[leader] + np.arange(len(clones))
                     checkpoint[clones] = current[leader]
@@ -469,6 +543,21 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
                         fresh, opt_state)
             bar.update(solver.chunk)
             bar.set_postfix(loss=f"{best_loss.min():.2e}")
+        best = int(np.argmin(best_loss))
+        if (polish_applies(problem, solver) and best_loss[best] > solver.tol
+                and best_loss[best] < solver.polish_below):
+            X_new, loss_new, compiling = polish(best_X[best])
+            compile_seconds += compiling
+            start += compiling
+            if loss_new < best_loss[best]:
+                best_loss[best] = loss_new
+                best_X = best_X.at[best].set(X_new)
+                if truth is not None:
+                    sample_errors = np.asarray(error_fn(X_new, truth))
+                    error_steps.append(steps)
+                    errors.append(float(sample_errors.mean()))
+                    max_errors.append(float(sample_errors.max()))
+                    error_seconds.append(time.perf_counter() - start)
     finally:
         bar.close()
     seconds = time.perf_counter() - start

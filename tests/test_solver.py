@@ -103,6 +103,8 @@ def test_bad_input_is_refused_before_computing():
         solvers.Solver(optax.adam(0.1), clone_share=2)
     with pytest.raises(ValueError, match="smooth_steps"):
         solvers.Solver(optax.adam(0.1), smooth_steps=-1)
+    with pytest.raises(ValueError, match="polish_evaluations"):
+        solvers.Solver(optax.adam(0.1), polish_evaluations=-3)
     with pytest.raises(ValueError, match="refine_scale"):
         solvers.Solver(optax.adam(0.1), refine_scale=0)
     ds, _, _, problem, key = make_rf(n=3, d=5, p=100)
@@ -229,3 +231,30 @@ def test_default_solver_recovers_at_one_and_a_half_times_dn(seed):
     result = solvers.solve(problem, solvers.preset("default", max_steps=4000), key,
                            progress=False)
     assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2
+
+
+def test_polish_finishes_what_adam_leaves_near_a_solution():
+    ds, _, _, problem, key = make_rf(n=4, d=8, p=320, seed=2)
+    near = project_to_sphere(ds.X + 0.05 * jax.random.normal(key, ds.X.shape), np.sqrt(8))
+    solver = solvers.preset("default")
+    polish, _ = solvers._make_polish(problem, solver)
+    polished = polish(near)
+    assert float(solvers.projection_loss(problem, near)) > 1e-4
+    assert float(solvers.projection_loss(problem, polished)) < 1e-10
+    assert metrics.per_sample_errors(polished, ds.X).max() < 1e-4
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(polished), axis=1), np.sqrt(8),
+                               rtol=1e-5)
+
+
+def test_polish_runs_at_the_end_only_where_the_jacobian_is_small():
+    _, _, _, small, key = make_rf(n=4, d=8, p=320)
+    solver = solvers.preset("default")
+    assert solvers.polish_applies(small, solver)
+    assert not solvers.polish_applies(small, dataclasses.replace(solver, polish_size=1e3))
+    assert not solvers.polish_applies(small, dataclasses.replace(solver, polish_evaluations=0))
+    # a budget far too short for Adam: the polish takes it from wherever it stopped
+    short = dataclasses.replace(solver, max_steps=200, polish_below=1.0)
+    unpolished = dataclasses.replace(short, polish_evaluations=0)
+    a = solvers.solve(small, unpolished, key, progress=False)
+    b = solvers.solve(small, short, key, progress=False)
+    assert b.loss < a.loss and b.iterations == a.iterations == 200
