@@ -125,8 +125,8 @@ class Solver:
     refine_scale: float = 1.0
     clone_share: float = 0.0
     polish_evaluations: int = 0
-    polish_below: float = 1e-3
-    polish_size: float = 5e6
+    polish_below: float = 1e-4
+    polish_size: float = 2e6
     name: str = "custom"
 
     def __post_init__(self):
