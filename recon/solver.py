@@ -145,12 +145,10 @@ class Solver:
         checks.positive_float("smooth_from", self.smooth_from)
         checks.positive_float("smooth_to", self.smooth_to)
         checks.positive_float("refine_scale", self.refine_scale)
-        checks.positive_float("clone_share", self.clone_share, allow_zero=True)
+        checks.fraction("clone_share", self.clone_share)
         checks.nonnegative_int("polish_evaluations", self.polish_evaluations)
         checks.positive_float("polish_below", self.polish_below)
         checks.positive_float("polish_size", self.polish_size)
-        if self.clone_share > 1:
-            raise ValueError(f"clone_share must be between 0 and 1, got {self.clone_share}")
         if self.reseed_patience % self.chunk:
             raise ValueError(f"reseed_patience ({self.reseed_patience}) must be a multiple of "
                              f"chunk ({self.chunk})")
@@ -221,6 +219,11 @@ class Reconstruction(NamedTuple):
     compile_seconds: float = 0.0
 
 
+def _on_spheres(X: Array, radius: float) -> Array:
+    """Each candidate (first axis) rescaled to norm ``radius``, whatever its input shape."""
+    return project_to_sphere(X.reshape(X.shape[0], -1), radius).reshape(X.shape)
+
+
 def _tangent(G: Array, X: Array, radius: float) -> Array:
     axes = tuple(range(1, X.ndim))
     return G - jnp.sum(G * X, axis=axes, keepdims=True) * X / radius**2
@@ -270,10 +273,6 @@ def _make_block(problem: ReconstructionProblem, solver: Solver, smooth_until: in
 
     value_and_grad = jax.value_and_grad(loss)
 
-    def sphere(X):
-        flat = X.reshape(X.shape[0], -1)
-        return project_to_sphere(flat, radius).reshape(X.shape)
-
     def step(carry, t, smoothed, state, theta):
         X, opt_state, done = carry
         value, G = value_and_grad(X, state, theta, t, smoothed)
@@ -283,7 +282,7 @@ def _make_block(problem: ReconstructionProblem, solver: Solver, smooth_until: in
         if not smooth_until and solver.refine_scale != 1.0:
             scale = jnp.where(smoothed, solver.refine_scale, 1.0)
             updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
-        X_new = sphere(optax.apply_updates(X, updates))
+        X_new = _on_spheres(optax.apply_updates(X, updates), radius)
         can_stop = ~smoothed if smooth_until else True
         done = done | ((value <= solver.tol) & can_stop) | ~jnp.isfinite(value)
         X = jnp.where(done, X, X_new)
@@ -311,9 +310,7 @@ def _ascend(score, Z, radius: float, steps: int, lr: float):
         Z, state = carry
         G = -_tangent(grad(Z), Z, radius)
         updates, state = opt.update(G, state, Z)
-        Z = optax.apply_updates(Z, updates)
-        flat = Z.reshape(Z.shape[0], -1)
-        return (project_to_sphere(flat, radius).reshape(Z.shape), state), None
+        return (_on_spheres(optax.apply_updates(Z, updates), radius), state), None
 
     (Z, _), _ = jax.lax.scan(step, (Z, opt.init(Z)), None, length=steps)
     return Z
@@ -373,8 +370,7 @@ def _make_polish(problem: ReconstructionProblem, solver: Solver):
     norm = jnp.linalg.norm(theta)
 
     def candidates(u):
-        U = u.reshape(problem.n, -1)
-        return (problem.radius * U / jnp.linalg.norm(U, axis=1, keepdims=True)).reshape(shape)
+        return _on_spheres(u.reshape(shape), problem.radius)
 
     def residual(u, state):
         return projection_residual(problem.features(state, candidates(u)), theta,
@@ -401,7 +397,8 @@ def _make_polish(problem: ReconstructionProblem, solver: Solver):
 
 def polish_applies(problem: ReconstructionProblem, solver: Solver) -> bool:
     """Whether ``solver`` polishes on ``problem`` (see ``Solver.polish_evaluations``)."""
-    return bool(solver.polish_evaluations) and problem.P * problem.n * problem.d <= solver.polish_size
+    jacobian_entries = problem.P * problem.n * problem.d
+    return bool(solver.polish_evaluations) and jacobian_entries <= solver.polish_size
 
 
 def clone_targets(current: np.ndarray, stuck: np.ndarray, share: float) -> tuple[int, list[int]]:
@@ -457,7 +454,8 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
     attempts = np.zeros(restarts, dtype=np.int32)
 
     sharp_from = smoothing_steps(problem, solver, restarts)
-    smoothed = jnp.asarray(np.arange(restarts) > 0) & (sharp_from > 0)
+    smoothed_np = (np.arange(restarts) > 0) & (sharp_from > 0)
+    smoothed = jnp.asarray(smoothed_np)
 
     compile_start = time.perf_counter()
     args = (X, opt_state, done, smoothed, problem.state, problem.theta, 0)
@@ -466,24 +464,31 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
                     if sharp_from else None)
     batch_loss = jax.jit(jax.vmap(_make_loss(problem, solver), in_axes=(0, None, None)))
     batch_loss.lower(X, problem.state, problem.theta).compile()
-    reseed = polisher = None  # compiled on first use: most runs never need them
+    reseed = None  # compiled on first use: most runs never need it
     compile_seconds = time.perf_counter() - compile_start
-
-    def polish(X_one):
-        """The polished candidates, their loss and the seconds spent compiling."""
-        nonlocal polisher
-        compiling = 0.0
-        if polisher is None:
-            tic = time.perf_counter()
-            polisher, compile_all = _make_polish(problem, solver)
-            compile_all(X_one)
-            compiling = time.perf_counter() - tic
-        X_new = polisher(X_one)
-        return X_new, float(batch_loss(X_new[None], problem.state, problem.theta)[0]), compiling
 
     losses, error_steps, errors, max_errors, error_seconds = [], [], [], [], []
     best_X, best_loss = X, np.full(restarts, np.inf)
     start = time.perf_counter()
+
+    def record_errors(X_best):
+        if truth is not None:
+            sample_errors = np.asarray(error_fn(X_best, truth))
+            error_steps.append(steps)
+            errors.append(float(sample_errors.mean()))
+            max_errors.append(float(sample_errors.max()))
+            error_seconds.append(time.perf_counter() - start)
+
+    def compiling(thunk):
+        """``thunk()``, its time counted as compilation and kept out of ``seconds``."""
+        nonlocal compile_seconds, start
+        tic = time.perf_counter()
+        result = thunk()
+        elapsed = time.perf_counter() - tic
+        compile_seconds += elapsed
+        start += elapsed
+        return result
+
     steps = 0
     bar = tqdm(total=solver.max_steps, desc=f"solver ({solver.name})", disable=not progress,
                unit="step", leave=False)
@@ -504,15 +509,10 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
             best_loss = np.where(improved, current, best_loss)
             mask = jnp.asarray(improved).reshape((-1,) + (1,) * (X.ndim - 1))
             best_X = jnp.where(mask, X, best_X)
-            if truth is not None:
-                sample_errors = np.asarray(error_fn(best_X[int(np.argmin(best_loss))], truth))
-                error_steps.append(steps)
-                errors.append(float(sample_errors.mean()))
-                max_errors.append(float(sample_errors.max()))
-                error_seconds.append(time.perf_counter() - start)
+            record_errors(best_X[int(np.argmin(best_loss))])
             if (solver.reseed_patience and steps % solver.reseed_patience == 0
                     and steps < solver.max_steps):
-                exact_now = ~np.asarray(smoothed) | (steps > sharp_from)
+                exact_now = ~smoothed_np | (steps > sharp_from)
                 stuck = (current > 0.5 * checkpoint) & (current > solver.tol) & exact_now
                 checkpoint = np.where(exact_now, current, checkpoint)
                 explore = np.zeros(restarts, bool)
@@ -525,13 +525,9 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
                 if stuck.any():
                     key, sub = jax.random.split(key)
                     if reseed is None:
-                        compile_start = time.perf_counter()
-                        reseed = _make_reseed(problem, solver).lower(
-                            X, jax.random.split(sub, restarts), done,
-                            jnp.asarray(attempts), done, problem.state, problem.theta).compile()
-                        elapsed = time.perf_counter() - compile_start
-                        compile_seconds += elapsed
-                        start += elapsed
+                        reseed = compiling(lambda: _make_reseed(problem, solver).lower(
+                            X, jax.random.split(sub, restarts), done, jnp.asarray(attempts),
+                            done, problem.state, problem.theta).compile())
                     X = reseed(X, jax.random.split(sub, restarts), jnp.asarray(stuck),
                                jnp.asarray(attempts), jnp.asarray(explore), problem.state,
                                problem.theta)
@@ -546,18 +542,14 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
         best = int(np.argmin(best_loss))
         if (polish_applies(problem, solver) and best_loss[best] > solver.tol
                 and best_loss[best] < solver.polish_below):
-            X_new, loss_new, compiling = polish(best_X[best])
-            compile_seconds += compiling
-            start += compiling
+            polisher, compile_all = _make_polish(problem, solver)
+            compiling(lambda: compile_all(best_X[best]))
+            X_new = polisher(best_X[best])
+            loss_new = float(batch_loss(X_new[None], problem.state, problem.theta)[0])
             if loss_new < best_loss[best]:
                 best_loss[best] = loss_new
                 best_X = best_X.at[best].set(X_new)
-                if truth is not None:
-                    sample_errors = np.asarray(error_fn(X_new, truth))
-                    error_steps.append(steps)
-                    errors.append(float(sample_errors.mean()))
-                    max_errors.append(float(sample_errors.max()))
-                    error_seconds.append(time.perf_counter() - start)
+                record_errors(X_new)
     finally:
         bar.close()
     seconds = time.perf_counter() - start

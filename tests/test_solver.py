@@ -99,7 +99,7 @@ def test_bad_input_is_refused_before_computing():
         solvers.Solver(optimizer="adam")
     with pytest.raises(ValueError, match="reseed_patience"):
         solvers.Solver(optax.adam(0.1), chunk=100, reseed_patience=150)
-    with pytest.raises(ValueError, match="clone_share must be between 0 and 1, got 2"):
+    with pytest.raises(ValueError, match=r"clone_share must lie in \[0, 1\], got 2"):
         solvers.Solver(optax.adam(0.1), clone_share=2)
     with pytest.raises(ValueError, match="smooth_steps"):
         solvers.Solver(optax.adam(0.1), smooth_steps=-1)
