@@ -10,7 +10,6 @@ threshold ``p*/(d*n)`` (where half the samples are recovered), and :func:`fit_sl
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 
@@ -201,11 +200,3 @@ def plot_thresholds(dn, p_star, slope, intercept, reference=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def benchmark_summary(path: str | os.PathLike | None = None) -> str:
-    """One sentence from the last run of ``benchmarks/solver_benchmark.py`` (see
-    :func:`recon.benchmark_report.sentence`)."""
-    from recon import benchmark_report
-
-    return benchmark_report.sentence(path)

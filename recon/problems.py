@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from recon import checks
-from recon.models import RandomFeatures, activation
+from recon.models import RandomFeatures, activation, smoothed_activation, streamed_features
 
 Array = jax.Array
 
@@ -58,8 +58,6 @@ class ReconstructionProblem:
 
 
 def _rf_features(act_name: str, slope: float, streamed: tuple | None = None):
-    from recon.models import streamed_features
-
     act = activation(act_name, slope)
 
     def features(state, X):
@@ -69,8 +67,6 @@ def _rf_features(act_name: str, slope: float, streamed: tuple | None = None):
 
 
 def _rf_smoothed_features(act_name: str, streamed: tuple | None = None):
-    from recon.models import smoothed_activation
-
     def features(state, X, beta):
         return _apply_rf(smoothed_activation(act_name, beta), state, X, streamed)
 
@@ -78,8 +74,6 @@ def _rf_smoothed_features(act_name: str, streamed: tuple | None = None):
 
 
 def _apply_rf(act, state, X, streamed):
-    from recon.models import streamed_features
-
     if streamed is not None:
         p, chunk, dtype = streamed
         return streamed_features(X, state["V_key"], p, chunk, act, dtype)
