@@ -31,10 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import recon  # noqa: F401  (x64 for the Gram solves)
-from recon import benchmark_report, law, metrics, problems
-from recon.experiments import setup_synthetic_rf
+from recon import precision, problems
+from recon.book import benchmark_report
+from recon.chapters import law
+from recon.problems import setup_synthetic_rf
 from recon.solver import preset, solve
+
+precision.use_float64()  # every number computed as in the book
 
 TARGET = 1e-3
 RESULTS = Path(__file__).resolve().parent.parent / "_build" / "benchmarks" / "solver.json"

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from recon import checks
+from recon.sphere import project_to_sphere
 
 Array = jax.Array
 
@@ -17,12 +18,6 @@ class Dataset(NamedTuple):
 
     X: Array
     y: Array
-
-
-def project_to_sphere(X: Array, radius: float) -> Array:
-    """Rescale each row of ``X`` to norm ``radius``."""
-    norms = jnp.linalg.norm(X, axis=-1, keepdims=True)
-    return X * (radius / jnp.maximum(norms, jnp.finfo(X.dtype).tiny))
 
 
 def sphere_points(key: Array, n: int, d: int, dtype=jnp.float32) -> Array:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from recon import checks
+from recon.data import Dataset, synthetic_regression
 from recon.models import RandomFeatures, activation, smoothed_activation, streamed_features
+from recon.train import FitReport, fit_min_norm
 
 Array = jax.Array
 
@@ -211,3 +213,29 @@ def readout_problem(model, readout_name: str, initial_readout, n: int,
         radius=radius,
         name=f"{type(model).__name__} readout {readout_name!r} (k={k}, P={theta.shape[0]})",
     )
+
+
+class SyntheticSetup(NamedTuple):
+    """One synthetic random-features experiment: the data (``X`` and the labels ``y``), the
+    trained model, its fit report and the key left for the solver."""
+
+    dataset: Dataset
+    model: RandomFeatures
+    fit: FitReport
+    key: Array
+
+
+def setup_synthetic_rf(n: int, d: int, p: int, seed: int = 0, activation: str = "relu",
+                       label_noise: float = 0.5, dtype=jnp.float32) -> SyntheticSetup:
+    """The authors' synthetic set-up: ``n`` points on the sphere of radius ``sqrt(d)`` with
+    labels ``y = x . g + noise`` (:func:`recon.data.synthetic_regression`), an RF model with
+    ``p`` features fitted to the minimum-norm interpolator, and the solver's key.
+
+    One ``seed`` is split into three keys (data, ``V``, solver); the data and ``V`` do not
+    depend on ``p`` beyond ``V``'s first ``p`` rows. Unpacks as
+    ``dataset, model, fit, key = setup_synthetic_rf(...)``.
+    """
+    key_data, key_model, key_solver = jax.random.split(jax.random.key(seed), 3)
+    dataset = synthetic_regression(key_data, n, d, noise=label_noise, dtype=dtype)
+    model = RandomFeatures(d, p, activation, rngs=nnx.Rngs(params=key_model), dtype=dtype)
+    return SyntheticSetup(dataset, model, fit_min_norm(model, dataset.X, dataset.y), key_solver)

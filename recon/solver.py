@@ -13,8 +13,8 @@ that small losses are not lost to cancellation.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,34 +23,11 @@ import optax
 from tqdm import tqdm
 
 from recon import checks
-from recon.data import project_to_sphere
+from recon.loss import projection_residual, projection_share
+from recon.sphere import project_to_sphere
 from recon.problems import ReconstructionProblem
 
 Array = jax.Array
-
-
-def projection_residual(F: Array, theta: Array, ridge: float = 1e-10) -> Array:
-    """``theta - F^T (F F^T + lambda I)^{-1} F theta``, the part of ``theta`` outside the span
-    of the rows of ``F``, with ``lambda = ridge * mean(diag(F F^T))``. Computed in float64 when
-    JAX's x64 mode is on."""
-    F = F.astype(jnp.float64)
-    theta = theta.astype(jnp.float64)
-    gram = F @ F.T
-    lam = ridge * jnp.mean(jnp.diagonal(gram)) + jnp.finfo(gram.dtype).tiny
-    gram = gram + lam * jnp.eye(gram.shape[0], dtype=gram.dtype)
-    coef = jax.scipy.linalg.solve(gram, F @ theta, assume_a="pos")
-    return theta - F.T @ coef
-
-
-def projection_loss(problem: ReconstructionProblem, X: Array, ridge: float = 1e-10) -> Array:
-    """``L(X_hat) = ||theta - P(X_hat) theta||^2 / ||theta||^2`` for the candidates ``X``."""
-    return _share_outside(problem.feature_matrix(X), problem.theta, ridge)
-
-
-def _share_outside(F: Array, theta: Array, ridge: float) -> Array:
-    r = projection_residual(F, theta, ridge)
-    theta = theta.astype(r.dtype)
-    return (r @ r) / (theta @ theta)
 
 
 @dataclass(frozen=True)
@@ -231,7 +208,7 @@ def _tangent(G: Array, X: Array, radius: float) -> Array:
 
 def _make_loss(problem: ReconstructionProblem, solver: Solver):
     def loss(X, state, theta):
-        return _share_outside(problem.features(state, X), theta, solver.ridge)
+        return projection_share(problem.features(state, X), theta, solver.ridge)
 
     return loss
 
@@ -266,7 +243,7 @@ def _make_block(problem: ReconstructionProblem, solver: Solver, smooth_until: in
 
         def soft(X):
             beta = solver.smooth_from * growth ** (t / smooth_until)
-            return _share_outside(problem.smoothed_features(state, X, beta), theta,
+            return projection_share(problem.smoothed_features(state, X, beta), theta,
                                   solver.ridge)
 
         return jax.lax.cond(smoothed, soft, lambda X: exact(X, state, theta), X)

@@ -33,11 +33,12 @@ import optax
 from flax import nnx
 
 from recon import checks
-from recon.data import project_to_sphere, synthetic_regression
+from recon.data import synthetic_regression
+from recon.sphere import project_to_sphere
 from recon.metrics import per_sample_errors
 from recon.models import ACTIVATIONS, RandomFeatures, activation
 from recon.problems import ReconstructionProblem
-from recon.solver import projection_residual
+from recon.loss import projection_residual
 from recon.train import fit_min_norm
 
 Array = jax.Array

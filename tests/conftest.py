@@ -6,9 +6,11 @@ from pathlib import Path
 import jax
 import pytest
 
-import recon  # noqa: F401  (turns on x64)
+from recon import precision
+
+precision.use_float64()  # the Gram solves and the float64 theorem checks
 from recon import problems
-from recon.experiments import setup_synthetic_rf
+from recon.problems import setup_synthetic_rf
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from recon import benchmark_report
-from recon.notebooks import ROOT
+from recon.book import benchmark_report
+from recon.book.notebooks import ROOT
 
 SUMMARY = {"default_seconds": 3.25, "reference_seconds": None, "reference_budget_seconds": 101.7,
            "speedup": None, "speedup_at_least": 31.3, "threshold_default": 1.21,

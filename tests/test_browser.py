@@ -26,7 +26,7 @@ import nbformat
 import pytest
 
 from conftest import ROOT
-from recon import notebooks, status
+from recon.book import notebooks, status
 
 CHROMIUM = Path(os.environ.get("RECON_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -7,8 +7,9 @@ import papermill as pm
 import pytest
 
 from conftest import ROOT
-from recon import figures, metrics, notebooks
-from recon.image_experiments import ImagesRF, ResNetImages, TwoLayerImages, shown
+from recon import metrics, plots
+from recon.book import notebooks
+from recon.chapters.image_chapter import ImagesRF, ResNetImages, TwoLayerImages, shown
 
 CHAPTERS = {"images_rf": "images-rf", "two_layer": "two-layer", "resnet": "resnet"}
 GLUED = {"p_over_dn", "recovered_fraction", "mean_ssim", "ssim_success", "dataset",
@@ -120,11 +121,11 @@ def test_ssim_success_counts_images_above_the_level():
 def test_image_grid_puts_originals_above_reconstructions():
     rng = np.random.default_rng(1)
     originals, recon = rng.uniform(size=(2, 5, 8, 8, 1))
-    fig = figures.plot_image_grid(originals, recon, titles=list("abcde"), columns=3)
+    fig = plots.plot_image_grid(originals, recon, titles=list("abcde"), columns=3)
     axes = np.array(fig.axes).reshape(4, 3)  # two blocks of (originals, reconstructions)
     np.testing.assert_allclose(axes[0, 0].images[0].get_array(), originals[0, ..., 0])
     np.testing.assert_allclose(axes[1, 0].images[0].get_array(), recon[0, ..., 0])
     np.testing.assert_allclose(axes[3, 1].images[0].get_array(), recon[4, ..., 0])
     assert axes[0, 2].get_title() == "c" and not axes[2, 2].images
     with pytest.raises(ValueError, match="matched image stacks"):
-        figures.plot_image_grid(originals, recon[:4])
+        plots.plot_image_grid(originals, recon[:4])

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recon import law, sweep
-from recon.experiments import LawSweep
+from recon.book import sweep
+from recon.chapters import law
+from recon.chapters.law import LawSweep
 
 
 def test_threshold_is_interpolated_on_the_log_scale():

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import recon  # noqa: F401  (turns on x64)
 from recon import images, metrics, models, problems, solver, train
 from recon.networks import ResNet, TwoLayer
 

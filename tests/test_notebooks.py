@@ -8,8 +8,8 @@ import papermill as pm
 import pytest
 
 from conftest import ROOT
-from recon import notebooks
-from recon.experiments import SyntheticRF
+from recon.book import notebooks
+from recon.chapters.synthetic import SyntheticRF
 
 NB = ROOT / "notebooks" / "synthetic_random_features.ipynb"
 GLUED = {"train_mse", "recovered_fraction", "mean_error", "iterations", "seconds"}

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from recon import figures, notebooks, status
+from recon.book import figures, notebooks, status
 
 CHAPTERS = notebooks.CHAPTERS.relative_to(ROOT).as_posix()  # book/chapters
 PARTS = ["Introduction", "The law", "Theorems", "Beyond random features", "Reproducing"]
@@ -79,7 +79,7 @@ def test_config_turns_on_the_book_features():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["only_build_toc_files"] is True
     extensions = config["sphinx"]["extra_extensions"]
-    for ext in ("sphinx_proof", "sphinx_exercise", "sphinx-mathjax-offline", "recon.status"):
+    for ext in ("sphinx_proof", "sphinx_exercise", "sphinx-mathjax-offline", "recon.book.sphinx"):
         assert ext in extensions
     assert config["repository"]["url"] == REPOSITORY
     assert config["repository"]["branch"] == "main"

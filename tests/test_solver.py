@@ -9,18 +9,19 @@ import optax
 import pytest
 
 from conftest import make_rf
+from recon.loss import projection_loss
 from recon import metrics, models, solver as solvers
-from recon.data import project_to_sphere
+from recon.sphere import project_to_sphere
 from recon.problems import ReconstructionProblem
 
 
 def test_loss_is_zero_at_the_data_and_positive_elsewhere():
     ds, _, _, problem, key = make_rf(n=6, d=10, p=600)
-    assert float(solvers.projection_loss(problem, ds.X)) < 1e-9
+    assert float(projection_loss(problem, ds.X)) < 1e-9
     others = project_to_sphere(jax.random.normal(key, ds.X.shape), np.sqrt(10))
-    assert float(solvers.projection_loss(problem, others)) > 1e-2
+    assert float(projection_loss(problem, others)) > 1e-2
     shuffled = ds.X[::-1]
-    assert float(solvers.projection_loss(problem, shuffled)) < 1e-9
+    assert float(projection_loss(problem, shuffled)) < 1e-9
 
 
 @pytest.mark.parametrize("activation", ["tanh", "softplus", "relu"])
@@ -28,7 +29,7 @@ def test_gradient_matches_finite_differences(activation):
     ds, _, _, problem, key = make_rf(n=4, d=6, p=200, activation=activation,
                                      dtype=jnp.float64, slope=0.0)
     X = project_to_sphere(ds.X + 0.3 * jax.random.normal(key, ds.X.shape), np.sqrt(6))
-    loss = lambda Z: solvers.projection_loss(problem, Z, ridge=0.0)  # noqa: E731
+    loss = lambda Z: projection_loss(problem, Z, ridge=0.0)  # noqa: E731
     grad = jax.grad(loss)(X)
     direction = jax.random.normal(jax.random.key(7), X.shape, jnp.float64)
     eps = 1e-6
@@ -39,7 +40,7 @@ def test_gradient_matches_finite_differences(activation):
 def test_loss_stays_finite_when_candidates_coincide():
     ds, _, _, problem, _ = make_rf(n=5, d=8, p=400)
     X = ds.X.at[1].set(ds.X[0])
-    value, grad = jax.value_and_grad(lambda Z: solvers.projection_loss(problem, Z))(X)
+    value, grad = jax.value_and_grad(lambda Z: projection_loss(problem, Z))(X)
     assert np.isfinite(float(value)) and float(value) > 0
     assert bool(jnp.all(jnp.isfinite(grad)))
 
@@ -127,7 +128,7 @@ def test_streamed_random_features_match_their_blocks_and_reconstruct():
     np.testing.assert_allclose(F[:, 96:192], jax.nn.relu(ds.X @ V1.T), rtol=1e-5, atol=1e-6)
     train.fit_min_norm(model, ds.X, ds.y)
     problem = problems.random_features_problem(model, 4)
-    assert float(solvers.projection_loss(problem, ds.X)) < 1e-9
+    assert float(projection_loss(problem, ds.X)) < 1e-9
     result = solvers.solve(problem, solvers.preset("default"), jax.random.key(2), progress=False)
     assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2
 
@@ -153,8 +154,8 @@ def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():
     errors = metrics.per_sample_errors(found, ds.X)
     assert errors[:3].max() < 1e-6  # the distinct candidates are kept
     # the duplicate moved to a start near the missing sample, from which the solver goes on
-    before = float(solvers.projection_loss(problem, X[0]))
-    assert float(solvers.projection_loss(problem, found)) < 0.25 * before
+    before = float(projection_loss(problem, X[0]))
+    assert float(projection_loss(problem, found)) < 0.25 * before
     untouched = reseed(X, jax.random.split(key, 1), ~flags, jnp.zeros(1, jnp.int32),
                        off, problem.state, problem.theta)
     np.testing.assert_array_equal(untouched, X)
@@ -239,8 +240,8 @@ def test_polish_finishes_what_adam_leaves_near_a_solution():
     solver = solvers.preset("default")
     polish, _ = solvers._make_polish(problem, solver)
     polished = polish(near)
-    assert float(solvers.projection_loss(problem, near)) > 1e-4
-    assert float(solvers.projection_loss(problem, polished)) < 1e-10
+    assert float(projection_loss(problem, near)) > 1e-4
+    assert float(projection_loss(problem, polished)) < 1e-10
     assert metrics.per_sample_errors(polished, ds.X).max() < 1e-4
     np.testing.assert_allclose(np.linalg.norm(np.asarray(polished), axis=1), np.sqrt(8),
                                rtol=1e-5)

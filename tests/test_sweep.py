@@ -1,4 +1,4 @@
-"""Tests of recon.sweep: cache, resume, failures, corruption, batching, Dask, bad inputs, CLI."""
+"""Tests of recon.book.sweep: cache, resume, failures, corruption, batching, Dask, bad inputs, CLI."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recon import sweep
-from recon.sweep import CorruptRecordWarning, Grid, cell_key, demo_cell, load_table, run_sweep
+from recon.book import sweep
+from recon.book.sweep import CorruptRecordWarning, Grid, cell_key, demo_cell, load_table, run_sweep
 
 GRID = Grid(name="toy", params={"x": [1, 2, 3], "seed": [0, 1]}, fixed={"y": 10})
 VOLATILE = ["runtime_s", "timestamp", "batch_size"]
@@ -50,7 +50,7 @@ def test_table_content(clean_table):
     assert list(clean_table.columns[:2]) == ["grid", "fn"]
     assert (clean_table["status"] == "ok").all()
     assert clean_table["sum"].tolist() == [11, 12, 12, 13, 13, 14]
-    assert clean_table["fn"].iloc[0] == "recon.sweep:demo_cell"
+    assert clean_table["fn"].iloc[0] == "recon.book.sweep:demo_cell"
 
 
 def test_record_contents(tmp_path):
@@ -240,7 +240,7 @@ def test_bad_inputs_raise_before_computing(tmp_path, kwargs, error, match):
 
 GRID_YAML = """\
 name: cli
-cell: recon.sweep:demo_cell
+cell: recon.book.sweep:demo_cell
 params:
   x: [1, 2]
   seed: [0, 1, 2]
@@ -263,7 +263,7 @@ def test_cli_main(tmp_path, capsys):
 
 def test_cli_bad_files(tmp_path):
     bad = tmp_path / "bad.yml"
-    bad.write_text(GRID_YAML.replace("recon.sweep:demo_cell", "recon.sweep:nope"))
+    bad.write_text(GRID_YAML.replace("recon.book.sweep:demo_cell", "recon.book.sweep:nope"))
     with pytest.raises(ValueError, match="no 'nope'"):
         sweep.main(["--grid", str(bad), "--store", str(tmp_path / "s")])
     bad.write_text(GRID_YAML + "colour: red\n")

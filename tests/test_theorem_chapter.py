@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from recon import notebooks, theory
-from recon.theory_settings import (SMOOTH_ACTIVATIONS, TheoremChecks, rank_key, rank_scan,
+from recon import theory
+from recon.book import notebooks
+from recon.chapters.theorems import (SMOOTH_ACTIVATIONS, TheoremChecks, rank_key, rank_scan,
                                    residual_through, scan_to_full_rank)
 
 

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import recon  # noqa: F401  (turns on x64)
 from recon import theory
-from recon.data import project_to_sphere
+from recon.sphere import project_to_sphere
 from recon.models import RandomFeatures, activation
 from recon.problems import ReconstructionProblem, random_features_problem
-from recon.solver import projection_residual
+from recon.loss import projection_residual
 from recon.train import fit_min_norm
 
 N, D = 3, 5  # d n = 15, (d - 1) n = 12

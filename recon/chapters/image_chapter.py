@@ -160,7 +160,7 @@ def loss_at(problem, X, ridge: float = 1e-10) -> float:
     true data it is 0 for random features and a small floor for trained networks."""
     import jax
 
-    from recon.solver import projection_residual
+    from recon.loss import projection_residual
 
     def loss(state, theta, X):
         r = projection_residual(problem.features(state, X), theta, ridge)

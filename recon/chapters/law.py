@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from recon import checks
+from recon.models import ACTIVATIONS
 
 
 def code_version() -> str:
@@ -43,7 +45,7 @@ def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
     key.
     """
     from recon import metrics, problems
-    from recon.experiments import setup_synthetic_rf
+    from recon.problems import setup_synthetic_rf
     from recon.solver import preset, solve
 
     ratio = checks.positive_float("ratio", ratio)
@@ -72,7 +74,7 @@ def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
 def label_fit_curve(n: int, d: int, ps, seeds, activation: str = "relu") -> np.ndarray:
     """Train MSE of the minimum-norm RF fit for each ``p`` in ``ps``, averaged over ``seeds``:
     it drops to zero at ``p = n`` (interpolation), long before ``p = d*n``."""
-    from recon.experiments import setup_synthetic_rf
+    from recon.problems import setup_synthetic_rf
 
     return np.array([[setup_synthetic_rf(n, d, int(p), s, activation)[2].train_mse
                       for s in seeds] for p in ps]).mean(axis=1)
@@ -200,3 +202,56 @@ def plot_thresholds(dn, p_star, slope, intercept, reference=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+@dataclass(frozen=True)
+class LawSweep:
+    """The law chapter's grid: RF reconstruction for every ``(n, d)`` in ``sizes``, every
+    ``p = ratio * d * n`` and every seed; the ``reference`` preset on ``reference_size``."""
+
+    sizes: list
+    ratios: list
+    seeds: list
+    activation: str = "relu"
+    max_steps: int = 4000
+    reference_size: list | None = None
+    reference_steps: int = 3000
+    threshold: float = 1e-2
+
+    def __post_init__(self):
+        object.__setattr__(self, "sizes", checks.size_pairs("sizes", self.sizes))
+        if not isinstance(self.ratios, (list, tuple)) or not self.ratios:
+            raise TypeError(f"ratios must be a non-empty list of numbers, got {self.ratios!r}")
+        ratios = [checks.positive_float("ratios", r) for r in self.ratios]
+        if any(b <= a for a, b in zip(ratios, ratios[1:])):
+            raise ValueError(f"ratios must be increasing, got {ratios}")
+        object.__setattr__(self, "ratios", ratios)
+        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
+            raise TypeError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
+        object.__setattr__(self, "seeds", [checks.nonnegative_int("seeds", s) for s in self.seeds])
+        checks.choice("activation", self.activation, ACTIVATIONS)
+        checks.positive_int("max_steps", self.max_steps)
+        checks.positive_int("reference_steps", self.reference_steps)
+        checks.positive_float("threshold", self.threshold)
+        if self.reference_size:
+            object.__setattr__(self, "reference_size", checks.size_pairs("reference_size",
+                                                              [self.reference_size])[0])
+        else:
+            object.__setattr__(self, "reference_size", None)
+
+    def cells(self, code: str) -> list[dict]:
+        """Every sweep cell, default preset first, then the reference column."""
+        common = {"activation": self.activation, "threshold": self.threshold, "code": code}
+        cells = [dict(n=n, d=d, ratio=r, seed=s, solver="default", max_steps=self.max_steps,
+                      **common)
+                 for n, d in self.sizes for r in self.ratios for s in self.seeds]
+        if self.reference_size:
+            n, d = self.reference_size
+            cells += [dict(n=n, d=d, ratio=r, seed=s, solver="reference",
+                           max_steps=self.reference_steps, **common)
+                      for r in self.ratios for s in self.seeds]
+        return cells
+
+    def as_dict(self) -> dict:
+        """The settings as a plain dictionary (for figure sidecars)."""
+        return asdict(self)

@@ -17,7 +17,7 @@ END = "<!-- solver-benchmark:end -->"
 
 def default_path() -> Path:
     """Where the benchmark writes its summary: ``_build/benchmarks/solver.json``."""
-    from recon.notebooks import ROOT
+    from recon.book.notebooks import ROOT
 
     return ROOT / "_build" / "benchmarks" / "solver.json"
 

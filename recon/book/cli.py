@@ -6,19 +6,18 @@
   status page, ``book/chapters/status.md``, is written from it.
 - ``book``: ``run``, then build the site with Jupyter Book into ``_build/html``, warnings as
   errors, and copy the figures' files to ``_build/html/figures``.
-- ``sweep``: run a parameter grid into a resumable on-disk store (see :mod:`recon.sweep`).
+- ``sweep``: run a parameter grid into a resumable on-disk store (see :mod:`recon.book.sweep`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from recon import notebooks, status
+from recon.book import notebooks, status
 
 BUILD = notebooks.ROOT / "_build"
 
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                    add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "sweep":
-        from recon import sweep
+        from recon.book import sweep
 
         return sweep.main(rest)
     if rest:

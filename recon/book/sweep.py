@@ -26,7 +26,7 @@ over the seeds inside). Records stay one per cell, with the same keys as unbatch
 YAML grid files (for ``python -m recon sweep --grid FILE.yml``)::
 
     name: law                      # grid name, stored in every record
-    cell: recon.sweep:demo_cell    # the cell function, "module:function"
+    cell: recon.book.sweep:demo_cell    # the cell function, "module:function"
     params:                        # dict of lists -> Cartesian product ...
       x: [1, 2, 3]
       seed: [0, 1]
