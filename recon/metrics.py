@@ -57,6 +57,28 @@ def match(X_hat, X, sign_aware: bool = True) -> Matching:
     return Matching(order, E[order, np.arange(E.shape[1])])
 
 
+class Alignment(NamedTuple):
+    """A reconstruction put in the training order: ``X_hat[j]`` is the candidate matched to
+    training point ``j``, multiplied by ``signs[j]`` (``-1`` where ``-x_hat`` is the closer);
+    ``errors[j]`` its matched error."""
+
+    X_hat: np.ndarray
+    signs: np.ndarray
+    errors: np.ndarray
+
+
+def align(X_hat, X, sign_aware: bool = True) -> Alignment:
+    """Match candidates to training points (:func:`match`), then flip each matched candidate
+    to the sign that agrees with its training point (``x_hat . x < 0`` flips), for display and
+    for comparisons row by row. Returns arrays of ``X``'s shape in float64."""
+    matching = match(X_hat, X, sign_aware)
+    X_hat = np.asarray(X_hat, np.float64)[matching.order]
+    X = np.asarray(X, np.float64)
+    axes = tuple(range(1, X.ndim))
+    signs = np.where(np.sum(X_hat * X, axis=axes) < 0, -1.0, 1.0)
+    return Alignment(X_hat * signs.reshape((-1,) + (1,) * (X.ndim - 1)), signs, matching.errors)
+
+
 def per_sample_errors(X_hat, X, sign_aware: bool = True) -> np.ndarray:
     """Matched per-sample errors, one per training point, in the training order."""
     return match(X_hat, X, sign_aware).errors
