@@ -16,7 +16,6 @@ With --readme, the table between the benchmark markers of that file is rewritten
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -61,8 +60,7 @@ def time_to_recovery(n, d, p, name, max_steps, seed=0):
 def iteration_seconds(problem, name, key, steps=500, repeats=3):
     """Seconds per plain iteration (one start, no reseeding, no error tracking): the best of
     ``repeats`` runs, as for the matrix multiply."""
-    solver = dataclasses.replace(preset(name, max_steps=steps, tol=0.0), restarts=1,
-                                 reseed_patience=0)
+    solver = preset(name, max_steps=steps, tol=0.0, restarts=1, reseed=None, cloning=None)
     return min(solve(problem, solver, key, progress=False).seconds / steps
                for _ in range(repeats))
 
@@ -104,8 +102,7 @@ def chunked_peak(p=1_000_000, d=3072, n=10, chunk=16_384, steps=1):
     model = RandomFeatures(d, p, "relu", rngs=nnx.Rngs(params=1), chunk=chunk)
     fit = train.fit_min_norm(model, dataset.X, dataset.y)
     problem = problems.random_features_problem(model, n)
-    solver = dataclasses.replace(preset("default", restarts=1), max_steps=steps, chunk=1,
-                                 reseed_patience=0)
+    solver = preset("default", restarts=1, max_steps=steps, chunk=1, reseed=None, cloning=None)
     result = solve(problem, solver, jax.random.key(2), progress=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     print(f"streamed RF p={p} d={d} n={n}: train MSE {fit.train_mse:.1e}, loss after {steps} "

@@ -21,15 +21,20 @@ from recon import precision
 Array = jax.Array
 
 
-def projection_residual(F: Array, theta: Array, ridge: float = 1e-10) -> Array:
-    """``theta - F^T (F F^T + lambda I)^{-1} F theta``, the part of ``theta`` outside the span
-    of the rows of ``F``, with ``lambda = ridge * mean(diag(F F^T))``."""
-    F = F.astype(jnp.float64)
-    theta = theta.astype(jnp.float64)
+def ridged_gram(F: Array, ridge: float) -> Array:
+    """``A = F F^T + lambda I`` with ``lambda = ridge * mean(diag(F F^T))`` (plus the smallest
+    positive float, so that ``A`` is invertible when ``F`` is zero)."""
     gram = F @ F.T
     lam = ridge * jnp.mean(jnp.diagonal(gram)) + jnp.finfo(gram.dtype).tiny
-    gram = gram + lam * jnp.eye(gram.shape[0], dtype=gram.dtype)
-    coef = jax.scipy.linalg.solve(gram, F @ theta, assume_a="pos")
+    return gram + lam * jnp.eye(gram.shape[0], dtype=gram.dtype)
+
+
+def projection_residual(F: Array, theta: Array, ridge: float = 1e-10) -> Array:
+    """``theta - F^T A^{-1} F theta`` (:func:`ridged_gram`), the part of ``theta`` outside the
+    span of the rows of ``F``."""
+    F = F.astype(jnp.float64)
+    theta = theta.astype(jnp.float64)
+    coef = jax.scipy.linalg.solve(ridged_gram(F, ridge), F @ theta, assume_a="pos")
     return theta - F.T @ coef
 
 

@@ -74,7 +74,8 @@ def minimise_on_spheres(gradient: Callable[[Array], Array], X0: Array,
                         optimizer: optax.GradientTransformation, steps: int,
                         radius: float) -> Array:
     """``steps`` of :func:`sphere_step` from ``X0`` with ``G = gradient(X)``, in one
-    ``lax.scan`` (call it inside ``jax.jit``). To maximise a score, pass minus its gradient."""
+    ``lax.scan`` (call it inside ``jax.jit``). To maximise a score, chain
+    ``optax.scale(-1.0)`` after the tangent projection."""
 
     def step(carry, _):
         X, state = carry

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm import tqdm
 
 from recon import checks
+from recon.blocks import run_blocks
 from recon.models import RandomFeatures
 
 Array = jax.Array
@@ -174,6 +174,61 @@ def suggest_lr(model: nnx.Module, X, iterations: int = 30, seed: int = 0) -> flo
     return 1.0 / _top_gauss_newton(graphdef, params, rest, X, iterations, jax.random.key(seed))
 
 
+class _Descent(NamedTuple):
+    """Gradient descent between blocks: parameters, optimiser state, whether ``L <= tol`` (or
+    not finite) was reached, steps taken, the losses of each block, and the last loss."""
+
+    params: Any
+    opt_state: Any
+    done: Array
+    steps: int
+    losses: list
+    last: float = float("nan")
+
+
+def _descent_block(graphdef, rest, X, Y, tx, tol: float, chunk: int):
+    """A jitted block of ``chunk`` gradient steps on ``L``; steps from ``limit`` on, or once
+    ``L <= tol``, leave the parameters unchanged."""
+    value_and_grad = jax.value_and_grad(_mean_sq_loss, argnums=1)
+
+    def step(carry, i, limit):
+        params, opt_state, done = carry
+        value, grads = value_and_grad(graphdef, params, rest, X, Y)
+        updates, new_opt_state = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        done = done | (value <= tol) | ~jnp.isfinite(value)
+        stop = done | (i >= limit)
+        keep = lambda a, b: jnp.where(stop, a, b)  # noqa: E731
+        params = jax.tree.map(keep, params, new_params)
+        opt_state = jax.tree.map(keep, opt_state, new_opt_state)
+        return (params, opt_state, done), value
+
+    @jax.jit
+    def block(params, opt_state, done, limit):
+        return jax.lax.scan(lambda c, i: step(c, i, limit), (params, opt_state, done),
+                            jnp.arange(chunk))
+
+    return block
+
+
+def _advance_descent(state: _Descent, block, max_steps: int, tol: float, lr: float) -> _Descent:
+    """One block of gradient descent; the steps after ``L`` first reached ``tol`` do not
+    count. Raises ``FloatingPointError`` if the loss became NaN or infinite."""
+    (params, opt_state, done), values = block(state.params, state.opt_state, state.done,
+                                              max_steps - state.steps)
+    values = np.asarray(values)[: max_steps - state.steps]
+    bad = ~np.isfinite(values)
+    if bad.any():
+        at = state.steps + int(np.argmax(bad))
+        raise FloatingPointError(
+            f"the training loss became {values[bad][0]} at step {at} (lr={lr:g}): "
+            f"gradient descent diverged, lower lr (try recon.train.suggest_lr)")
+    reached = np.flatnonzero(values <= tol)
+    take = int(reached[0]) if reached.size else len(values)
+    return _Descent(params, opt_state, done, state.steps + take, state.losses + [values[:take]],
+                    float(values[min(take, len(values) - 1)]))
+
+
 def train_full_batch(model: nnx.Module, X, Y, lr: float | str = "auto", max_steps: int = 10_000,
                      tol: float = 1e-7, progress: bool = True, chunk: int = 100) -> TrainReport:
     """Train every ``nnx.Param`` of ``model`` by full-batch gradient descent (``optax.sgd``)
@@ -209,55 +264,22 @@ def train_full_batch(model: nnx.Module, X, Y, lr: float | str = "auto", max_step
         lr = 1.0 / _top_gauss_newton(graphdef, params, rest, X, 30, jax.random.key(0))
     lr = checks.positive_float("lr", lr)
     tx = optax.sgd(lr)
-    value_and_grad = jax.value_and_grad(_mean_sq_loss, argnums=1)
-
-    @jax.jit
-    def block(params, opt_state, done, limit):
-        def step(carry, i):
-            params, opt_state, done = carry
-            value, grads = value_and_grad(graphdef, params, rest, X, Y)
-            updates, new_opt_state = tx.update(grads, opt_state, params)
-            new_params = optax.apply_updates(params, updates)
-            done = done | (value <= tol) | ~jnp.isfinite(value)
-            stop = done | (i >= limit)
-            keep = lambda a, b: jnp.where(stop, a, b)  # noqa: E731
-            params = jax.tree.map(keep, params, new_params)
-            opt_state = jax.tree.map(keep, opt_state, new_opt_state)
-            return (params, opt_state, done), value
-
-        return jax.lax.scan(step, (params, opt_state, done), jnp.arange(chunk))
-
+    block = _descent_block(graphdef, rest, X, Y, tx, tol, chunk)
     final_loss = jax.jit(lambda params: _mean_sq_loss(graphdef, params, rest, X, Y))
     start = time.perf_counter()
-    opt_state = tx.init(params)
-    done = jnp.asarray(False)
-    losses: list[np.ndarray] = []
-    steps = 0
-    bar = tqdm(total=max_steps, desc="training", unit="step", disable=not progress, leave=False)
-    try:
-        while steps < max_steps and not bool(done):
-            (new_params, opt_state, done), values = block(params, opt_state, done,
-                                                      max_steps - steps)
-            values = np.asarray(values)[: max_steps - steps]
-            bad = ~np.isfinite(values)
-            if bad.any():
-                at = steps + int(np.argmax(bad))
-                raise FloatingPointError(
-                    f"the training loss became {values[bad][0]} at step {at} (lr={lr:g}): "
-                    f"gradient descent diverged, lower lr (try recon.train.suggest_lr)")
-            reached = np.flatnonzero(values <= tol)
-            take = int(reached[0]) if reached.size else len(values)
-            losses.append(values[:take])
-            steps += take
-            params = new_params
-            nnx.update(model, params)
-            bar.update(take)
-            bar.set_postfix(loss=f"{values[min(take, len(values) - 1)]:.2e}")
-    finally:
-        bar.close()
-    last = float(final_loss(params))
+    state = _Descent(params, tx.init(params), jnp.asarray(False), 0, [])
+
+    def advance(state):
+        state = _advance_descent(state, block, max_steps, tol, lr)
+        nnx.update(model, state.params)
+        return state, state.losses[-1].size
+
+    state = run_blocks(advance, state, finished=lambda s: s.steps >= max_steps or bool(s.done),
+                       total=max_steps, desc="training", progress=progress,
+                       status=lambda s: f"loss={s.last:.2e}")
+    last = float(final_loss(state.params))
     seconds = time.perf_counter() - start
-    trace = np.concatenate(losses) if losses else np.zeros(0)
+    trace = np.concatenate(state.losses) if state.losses else np.zeros(0)
     first = float(trace[0]) if trace.size else last
-    return TrainReport(first, last, steps, seconds, last <= tol, lr, trace, initial_state,
+    return TrainReport(first, last, state.steps, seconds, last <= tol, lr, trace, initial_state,
                        initial_readout)

@@ -1,6 +1,8 @@
 """The projection loss, the solver and its presets on random-features problems."""
 
 import dataclasses
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,10 +11,11 @@ import optax
 import pytest
 
 from conftest import make_rf
-from recon.loss import projection_loss
 from recon import metrics, models, solver as solvers
-from recon.sphere import project_to_sphere
+from recon.loss import projection_loss
 from recon.problems import ReconstructionProblem
+from recon.solver_moves import polish_program, reseed_program
+from recon.sphere import project_to_sphere
 
 
 def test_loss_is_zero_at_the_data_and_positive_elsewhere():
@@ -60,7 +63,8 @@ def test_default_solver_recovers_every_sample(seed):
 def test_reference_preset_is_the_authors_settings():
     ref = solvers.preset("reference")
     assert ref.tol == 1e-7 and ref.max_steps == 1_000_000 and ref.restarts == 1
-    assert not ref.tangent_gradients and ref.reseed_patience == 0
+    assert not ref.tangent_gradients
+    assert (ref.smoothing, ref.reseed, ref.cloning, ref.polish) == (None, None, None, None)
     X = jnp.ones((2, 3))
     G = jnp.full((2, 3), 0.5)
     state = ref.optimizer.init(X)
@@ -98,16 +102,22 @@ def test_bad_input_is_refused_before_computing():
         solvers.preset("adam")
     with pytest.raises(TypeError, match="optax"):
         solvers.Solver(optimizer="adam")
-    with pytest.raises(ValueError, match="reseed_patience"):
-        solvers.Solver(optax.adam(0.1), chunk=100, reseed_patience=150)
-    with pytest.raises(ValueError, match=r"clone_share must lie in \[0, 1\], got 2"):
-        solvers.Solver(optax.adam(0.1), clone_share=2)
-    with pytest.raises(ValueError, match="smooth_steps"):
-        solvers.Solver(optax.adam(0.1), smooth_steps=-1)
-    with pytest.raises(ValueError, match="polish_evaluations"):
-        solvers.Solver(optax.adam(0.1), polish_evaluations=-3)
+    with pytest.raises(ValueError, match="reseed patience"):
+        solvers.Solver(optax.adam(0.1), chunk=100, reseed=solvers.Reseed(patience=150))
+    with pytest.raises(ValueError, match=r"cloning share must lie in \[0, 1\], got 2"):
+        solvers.Cloning(share=2)
+    with pytest.raises(ValueError, match="cloning happens at the re-seeding checks"):
+        solvers.Solver(optax.adam(0.1), cloning=solvers.Cloning())
+    with pytest.raises(ValueError, match="smoothing steps"):
+        solvers.Smoothing(steps=-1)
+    with pytest.raises(ValueError, match="polish evaluations"):
+        solvers.Polish(evaluations=-3)
     with pytest.raises(ValueError, match="refine_scale"):
-        solvers.Solver(optax.adam(0.1), refine_scale=0)
+        solvers.Smoothing(refine_scale=0)
+    with pytest.raises(TypeError, match="reseed must be a recon.solver.Reseed or None"):
+        solvers.Solver(optax.adam(0.1), reseed=200)
+    with pytest.raises(TypeError, match="unknown solver setting.*reseed_patience"):
+        solvers.preset("default", reseed_patience=0)
     ds, _, _, problem, key = make_rf(n=3, d=5, p=100)
     with pytest.raises(ValueError, match="truth must have shape"):
         solvers.solve(problem, solvers.preset("default"), key, truth=ds.X[:2])
@@ -146,22 +156,21 @@ def test_auto_restarts_shrink_with_problem_size():
 def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():
     ds, _, _, problem, key = make_rf(n=4, d=8, p=640, seed=1)
     X = ds.X.at[3].set(ds.X[0])[None]  # sample 3 missing, sample 0 twice
-    reseed = solvers._make_reseed(problem, solvers.preset("default"))
+    reseed = reseed_program(problem, solvers.Reseed(), ridge=1e-10)
     flags = jnp.ones((1,), bool)
     off = jnp.zeros((1,), bool)
-    found = np.asarray(reseed(X, jax.random.split(key, 1), flags, jnp.zeros(1, jnp.int32),
-                              off, problem.state, problem.theta))[0]
+    common = dict(keys=jax.random.split(key, 1), attempts=jnp.zeros(1, jnp.int32),
+                  state=problem.state, theta=problem.theta)
+    found = np.asarray(reseed(X, stuck=flags, explore=off, **common))[0]
     errors = metrics.per_sample_errors(found, ds.X)
     assert errors[:3].max() < 1e-6  # the distinct candidates are kept
     # the duplicate moved to a start near the missing sample, from which the solver goes on
     before = float(projection_loss(problem, X[0]))
     assert float(projection_loss(problem, found)) < 0.25 * before
-    untouched = reseed(X, jax.random.split(key, 1), ~flags, jnp.zeros(1, jnp.int32),
-                       off, problem.state, problem.theta)
+    untouched = reseed(X, stuck=~flags, explore=off, **common)
     np.testing.assert_array_equal(untouched, X)
     # exploring replaces the same candidate by a random point instead of the searched one
-    explored = np.asarray(reseed(X, jax.random.split(key, 1), flags, jnp.zeros(1, jnp.int32),
-                                 flags, problem.state, problem.theta))[0]
+    explored = np.asarray(reseed(X, stuck=flags, explore=flags, **common))[0]
     changed = np.flatnonzero(np.any(explored != np.asarray(X[0]), axis=1))
     assert changed.size == 1 and np.linalg.norm(explored[changed[0]]) == pytest.approx(np.sqrt(8))
     assert metrics.per_sample_errors(explored, ds.X).max() > 1e-2
@@ -190,27 +199,28 @@ def test_only_relu_problems_have_smoothed_features():
 def test_smoothing_phase_length():
     _, _, _, relu, _ = make_rf(n=3, d=6, p=100)
     _, _, _, tanh, _ = make_rf(n=3, d=6, p=100, activation="tanh")
-    solver = solvers.preset("default", max_steps=20_000, smooth_steps=1550)
+    solver = solvers.preset("default", max_steps=20_000, smoothing=solvers.Smoothing(steps=1550))
     assert solvers.smoothing_steps(relu, solver, 4) == 1500  # whole blocks of 100
     assert solvers.smoothing_steps(relu, solver, 1) == 0  # start 0 always stays exact
     assert solvers.smoothing_steps(tanh, solver, 4) == 0
-    short = solvers.preset("default", max_steps=1000, smooth_steps=1500)
+    short = solvers.preset("default", max_steps=1000, smoothing=solvers.Smoothing(steps=1500))
+    assert solvers.smoothing_steps(relu, dataclasses.replace(short, smoothing=None), 4) == 0
     assert solvers.smoothing_steps(relu, short, 4) == 500  # at most half of the budget
 
 
 def test_smoothed_starts_cannot_stop_and_refine_with_shorter_steps():
     ds, _, _, problem, key = make_rf(n=3, d=6, p=100)
-    solver = solvers.Solver(optax.adam(0.05), tol=1.0, chunk=1, refine_scale=0.2,
-                            max_steps=100)
+    solver = solvers.Solver(optax.adam(0.05), tol=1.0, chunk=1, max_steps=100,
+                            smoothing=solvers.Smoothing(refine_scale=0.2))
     X = jnp.broadcast_to(solvers.initial_candidates(key, problem, 1, problem.theta.dtype),
                          (2, 3, 6))
-    state = jax.vmap(solver.optimizer.init)(X)
+    state = jax.vmap(solvers.step_optimizer(problem, solver).init)(X)
     flags = jnp.asarray([False, True])
-    args = (X, state, jnp.zeros(2, bool), flags, problem.state, problem.theta, 0)
-    _, _, done = solvers._make_block(problem, solver, smooth_until=50)(*args)[0]
+    args = (X, state, jnp.zeros(2, bool), flags, problem.state, problem.theta, 0, 1)
+    _, _, done = solvers.block_program(problem, solver, smooth_until=50)(*args)[0]
     assert done.tolist() == [True, False]  # tol=1 holds at once, but not while smoothing
     solver = dataclasses.replace(solver, tol=0.0)
-    moved, _, _ = solvers._make_block(problem, solver)(*args)[0]
+    moved, _, _ = solvers.block_program(problem, solver)(*args)[0]
     plain, refined = (float(jnp.linalg.norm(moved[i] - X[i])) for i in (0, 1))
     assert refined == pytest.approx(0.2 * plain, rel=0.05)
 
@@ -237,8 +247,7 @@ def test_default_solver_recovers_at_one_and_a_half_times_dn(seed):
 def test_polish_finishes_what_adam_leaves_near_a_solution():
     ds, _, _, problem, key = make_rf(n=4, d=8, p=320, seed=2)
     near = project_to_sphere(ds.X + 0.05 * jax.random.normal(key, ds.X.shape), np.sqrt(8))
-    solver = solvers.preset("default")
-    polish, _ = solvers._make_polish(problem, solver)
+    polish, _ = polish_program(problem, solvers.Polish(), ridge=1e-10)
     polished = polish(near)
     assert float(projection_loss(problem, near)) > 1e-4
     assert float(projection_loss(problem, polished)) < 1e-10
@@ -250,12 +259,50 @@ def test_polish_finishes_what_adam_leaves_near_a_solution():
 def test_polish_runs_at_the_end_only_where_the_jacobian_is_small():
     _, _, _, small, key = make_rf(n=4, d=8, p=320)
     solver = solvers.preset("default")
-    assert solvers.polish_applies(small, solver)
-    assert not solvers.polish_applies(small, dataclasses.replace(solver, polish_size=1e3))
-    assert not solvers.polish_applies(small, dataclasses.replace(solver, polish_evaluations=0))
+    assert solvers.polish_applies(small, solver.polish)
+    assert not solvers.polish_applies(small, solvers.Polish(max_entries=1e3))
+    assert not solvers.polish_applies(small, None)
     # a budget far too short for Adam: the polish takes it from wherever it stopped
-    short = dataclasses.replace(solver, max_steps=200, polish_below=1.0)
-    unpolished = dataclasses.replace(short, polish_evaluations=0)
+    short = dataclasses.replace(solver, max_steps=200, polish=solvers.Polish(below=1.0))
+    unpolished = dataclasses.replace(short, polish=None)
     a = solvers.solve(small, unpolished, key, progress=False)
     b = solvers.solve(small, short, key, progress=False)
     assert b.loss < a.loss and b.iterations == a.iterations == 200
+
+
+def test_the_budget_is_never_overrun():
+    _, _, _, problem, key = make_rf(n=3, d=6, p=100)
+    result = solvers.solve(problem, solvers.preset("reference", max_steps=150, tol=0.0), key,
+                           progress=False)
+    assert result.iterations == 150 and result.history.loss.size == 150
+
+
+def test_clone_best_copies_the_leader_into_the_stuck_worst_starts():
+    _, _, _, problem, key = make_rf(n=3, d=6, p=100)
+    solver = solvers.preset("default", restarts=4)
+    state = solvers.initial_state(problem, solver, 4, 0, key)
+    current = np.array([3.0, 1.0, 5.0, 4.0])
+    cloned, explore = solvers.clone_best(state, current=current, stuck=np.ones(4, bool),
+                                         share=0.5)
+    assert explore.tolist() == [False, False, True, True]
+    for i in (2, 3):
+        np.testing.assert_array_equal(cloned.X[i], state.X[1])
+    np.testing.assert_array_equal(cloned.X[0], state.X[0])
+    assert cloned.checkpoint[2] == cloned.checkpoint[3] == 1.0
+    assert sorted(cloned.attempts[[2, 3]].tolist()) == [0, 1]  # a different candidate each
+
+
+def test_solve_runs_in_float64_without_the_process_wide_switch():
+    script = (
+        "import jax\n"
+        "from recon import problems, solver\n"
+        "assert not jax.config.jax_enable_x64\n"
+        "ds, model, fit, key = problems.setup_synthetic_rf(3, 6, 120, 0)\n"
+        "problem = problems.random_features_problem(model, 3)\n"
+        "r = solver.solve(problem, solver.preset('default', max_steps=300), key, progress=False)\n"
+        "assert not jax.config.jax_enable_x64\n"
+        "print(r.loss)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-9  # float32 Gram solves stall far above

@@ -1,0 +1,93 @@
+"""The optional parts of the solver (:class:`recon.solver.Solver`), each ``None`` when off.
+
+A part holds the settings of one escape move and checks them when it is built; the solver's
+loop calls the move at its checkpoints (:mod:`recon.solver`). The moves exist because the
+projection loss has spurious minima near the threshold ``p ~ d n``: ReLU kinks trap candidates
+(:class:`Smoothing`), a candidate can sit where no training point is (:class:`Reseed`), the
+last few samples of a good start are found by searching around it (:class:`Cloning`), and
+near a solution Gauss-Newton converges where Adam crawls (:class:`Polish`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recon import checks
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """Smoothed starts. Every start but start 0 first spends ``steps`` steps (at most half of
+    the budget, in whole blocks) on the loss of the problem's ``smoothed_features`` (a
+    softplus ``softplus(beta z) / beta`` for ReLU), with ``beta`` rising geometrically from
+    ``beta_from`` to ``beta_to``; then it goes on with the exact features, its updates
+    multiplied by ``refine_scale``: the smoothing needs long steps to travel, the end game
+    short ones, or a sample whose share of ``theta`` is small never settles into its narrow
+    basin. Start 0 stays exact, which is fastest far above the threshold; with one start, or
+    for features with no smoothed version, the part does nothing."""
+
+    steps: int = 1500
+    beta_from: float = 3.0
+    beta_to: float = 100.0
+    refine_scale: float = 0.2
+
+    def __post_init__(self):
+        checks.positive_int("smoothing steps", self.steps)
+        checks.positive_float("smoothing beta_from", self.beta_from)
+        checks.positive_float("smoothing beta_to", self.beta_to)
+        checks.positive_float("smoothing refine_scale", self.refine_scale)
+
+
+@dataclass(frozen=True)
+class Reseed:
+    """Re-seeding of stuck starts. Every ``patience`` steps (a multiple of the solver's
+    ``chunk``), a start whose loss fell by less than half since the last check is stuck: one
+    of its candidates is replaced by the point that best captures the part of ``theta`` the
+    other candidates leave out, found by ``pool`` one-point searches (``steps`` steps of Adam
+    with learning rate ``lr``) on that residual; its optimiser state is reset. Repeated
+    re-seeds of a start try its candidates in turn, least useful first."""
+
+    patience: int = 200
+    pool: int = 64
+    steps: int = 200
+    lr: float = 0.05
+
+    def __post_init__(self):
+        checks.positive_int("reseed patience", self.patience)
+        checks.positive_int("reseed pool", self.pool)
+        checks.nonnegative_int("reseed steps", self.steps)
+        checks.positive_float("reseed lr", self.lr)
+
+
+@dataclass(frozen=True)
+class Cloning:
+    """Cloning of the best start. At each re-seeding check, the stuck starts among the worst
+    ``share`` of all restart from a copy of the best start with one candidate moved to a
+    random point, a different candidate in each copy (the others re-seed themselves). This
+    searches around the best configuration in parallel, which finds the last few samples that
+    one-point searches miss. Needs :class:`Reseed` (its checks)."""
+
+    share: float = 0.5
+
+    def __post_init__(self):
+        checks.fraction("cloning share", self.share)
+
+
+@dataclass(frozen=True)
+class Polish:
+    """A Gauss-Newton polish at the end. If the budget ends above ``tol`` with the best loss
+    below ``below``, ``scipy.optimize.least_squares`` (trust region, Jacobian by ``jax.jacfwd``)
+    minimises the residual ``theta - P theta`` from the best candidates with at most
+    ``evaluations`` evaluations; the result is kept if its loss is lower. It goes to the
+    nearest local minimum, so it runs only at the end (polished earlier, a start that Adam was
+    still moving towards the truth gets stuck), and only where the Jacobian (``P`` by
+    ``n * d``) has at most ``max_entries`` entries."""
+
+    evaluations: int = 100
+    below: float = 1e-4
+    max_entries: float = 2e6
+
+    def __post_init__(self):
+        checks.positive_int("polish evaluations", self.evaluations)
+        checks.positive_float("polish below", self.below)
+        checks.positive_float("polish max_entries", self.max_entries)
