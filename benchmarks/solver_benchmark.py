@@ -132,6 +132,58 @@ def _commit() -> str:
     return head + ("+" if dirty else "")
 
 
+def race(budget):
+    """Time to recovery of both presets at the authors' size and at n=10, d=30, p=3000."""
+    results = {}
+    for n, d, p in [(20, 100, 20000), (10, 30, 3000)]:
+        for name in ("default", "reference"):
+            r = time_to_recovery(n, d, p, name, budget[name])
+            results[(n, d, p, name)] = r
+            print(f"n={n} d={d} p={p} {name:9s}: recovered in "
+                  f"{r['seconds'] if r['seconds'] is not None else 'NOT'} s, "
+                  f"{r['iterations']} iterations (budget {r['budget_steps']} steps, "
+                  f"{r['budget_seconds']:.1f} s; {1e3 * r['per_iteration_s']:.2f} ms/iteration)")
+    return results
+
+
+def summarise(results, per_iteration_vs_matmul, thresholds) -> dict:
+    """The JSON summary: the race at the authors' size, the thresholds, the iteration cost and
+    the streamed-V memory (measured now, in a fresh process)."""
+    default = results[(20, 100, 20000, "default")]
+    reference = results[(20, 100, 20000, "reference")]
+    speedup = (reference["seconds"] / default["seconds"]
+               if reference["seconds"] and default["seconds"] else None)
+    at_least = (reference["budget_seconds"] / default["seconds"]
+                if speedup is None and default["seconds"] else speedup)
+    finite = {k: (None if np.isnan(v) else v) for k, v in thresholds.items()}
+    return {
+        "default_seconds": default["seconds"],
+        "reference_seconds": reference["seconds"],
+        "reference_budget_seconds": reference["budget_seconds"],
+        "speedup": speedup,
+        "speedup_at_least": at_least,
+        "threshold_default": finite["default"],
+        "threshold_reference": finite["reference"],
+        "iteration_vs_matmul": per_iteration_vs_matmul,
+        "chunked_peak_gib": chunked_peak_in_subprocess(),
+    }
+
+
+def write(summary: dict, args) -> None:
+    """The summary with its provenance to ``args.output`` (and the README table)."""
+    record = {**summary, "quick": args.quick, "devices": [str(d) for d in jax.devices()],
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "date": datetime.date.today().isoformat(), "commit": _commit()}
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=1))
+    if args.readme:
+        readme = Path(args.readme)
+        readme.write_text(benchmark_report.replace_block(readme.read_text(),
+                                                         benchmark_report.markdown(record)))
+        print(f"rewrote the benchmark table of {readme}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller budgets (a smoke run)")
@@ -150,15 +202,7 @@ def main():
     budget = {"default": 3000 if args.quick else 20000,
               "reference": 2000 if args.quick else 60000}
     print(f"devices: {jax.devices()}")
-    results = {}
-    for n, d, p in [(20, 100, 20000), (10, 30, 3000)]:
-        for name in ("default", "reference"):
-            r = time_to_recovery(n, d, p, name, budget[name])
-            results[(n, d, p, name)] = r
-            print(f"n={n} d={d} p={p} {name:9s}: recovered in "
-                  f"{r['seconds'] if r['seconds'] is not None else 'NOT'} s, "
-                  f"{r['iterations']} iterations (budget {r['budget_steps']} steps, "
-                  f"{r['budget_seconds']:.1f} s; {1e3 * r['per_iteration_s']:.2f} ms/iteration)")
+    results = race(budget)
     mm = matmul_seconds(20, 100, 20000)
     per_it = results[(20, 100, 20000, "default")]["per_iteration_s"]  # a plain iteration
     print(f"matrix multiply for one iteration's work: {1e3 * mm:.2f} ms; "
@@ -167,38 +211,11 @@ def main():
     seeds = [0, 1] if args.quick else [0, 1, 2, 3]
     thresholds = {}
     for name in ("default", "reference"):
-        t, fr = algorithmic_threshold(name, 5, 20, ratios, seeds, budget[name])
-        thresholds[name] = t
-        print(f"threshold at n=5, d=20 ({name}): p*/(dn) = {t:.2f}; recovered shares {fr}")
-    default = results[(20, 100, 20000, "default")]
-    reference = results[(20, 100, 20000, "reference")]
-    speedup = (reference["seconds"] / default["seconds"]
-               if reference["seconds"] and default["seconds"] else None)
-    at_least = (reference["budget_seconds"] / default["seconds"]
-                if speedup is None and default["seconds"] else speedup)
-    summary = {
-        "default_seconds": default["seconds"],
-        "reference_seconds": reference["seconds"],
-        "reference_budget_seconds": reference["budget_seconds"],
-        "speedup": speedup,
-        "speedup_at_least": at_least,
-        "threshold_default": None if np.isnan(thresholds["default"]) else thresholds["default"],
-        "threshold_reference": (None if np.isnan(thresholds["reference"])
-                                else thresholds["reference"]),
-        "iteration_vs_matmul": per_it / mm,
-        "chunked_peak_gib": chunked_peak_in_subprocess(),
-    }
-    record = {**summary, "quick": args.quick, "devices": [str(d) for d in jax.devices()],
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "date": datetime.date.today().isoformat(), "commit": _commit()}
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(record, indent=1))
-    if args.readme:
-        readme = Path(args.readme)
-        readme.write_text(benchmark_report.replace_block(readme.read_text(),
-                                                         benchmark_report.markdown(record)))
-        print(f"rewrote the benchmark table of {readme}")
+        thresholds[name], fr = algorithmic_threshold(name, 5, 20, ratios, seeds, budget[name])
+        print(f"threshold at n=5, d=20 ({name}): p*/(dn) = {thresholds[name]:.2f}; "
+              f"recovered shares {fr}")
+    summary = summarise(results, per_it / mm, thresholds)
+    write(summary, args)
     print(json.dumps(summary))
 
 

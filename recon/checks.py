@@ -6,6 +6,7 @@ parameter, the value received and what is accepted.
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Iterable
 
@@ -69,3 +70,14 @@ def size_pairs(name: str, value, minimum_d: int = 1) -> list[tuple[int, int]]:
         pairs.append((positive_int(f"{name}: n", item[0]),
                       positive_int(f"{name}: d", item[1], minimum=minimum_d)))
     return pairs
+
+
+def increasing_ratios(name: str, value) -> list[float]:
+    """Return ``value`` as a list of floats if it is a non-empty list of real numbers ``> 0``
+    in strictly increasing order (e.g. a sweep's ratios ``p / (d n)``), else raise."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(f"{name} must be a non-empty list of positive numbers, got {value!r}")
+    ratios = [positive_float(name, r) for r in value]
+    if any(b <= a for a, b in itertools.pairwise(ratios)):
+        raise ValueError(f"{name} must be increasing, got {ratios}")
+    return ratios

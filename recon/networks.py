@@ -104,6 +104,32 @@ class _Block(nnx.Module):
         return jax.nn.relu(x + self.conv2(jax.nn.relu(self.conv1(x))))
 
 
+def _image_shape(value) -> tuple[int, int, int]:
+    """``value`` as an ``(H, W, C)`` tuple of positive integers, else raise."""
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        raise ValueError(f"image_shape must be (H, W, C), got {value!r}")
+    return tuple(checks.positive_int(f"image_shape[{i}]", s) for i, s in enumerate(value))
+
+
+def feature_map_shape(image_shape, stem_kernel: int, stem_padding: int) -> tuple[int, int]:
+    """``(Hm, Wm)``, the size of the maps after the :class:`ResNet`'s stem (stride 1) on
+    ``(H, W, C)`` images: ``Hm = H + 2 stem_padding - stem_kernel + 1``, the same for ``Wm``.
+    Raises if the kernel is larger than the padded image (no feature map would be left)."""
+    H, W, _ = _image_shape(image_shape)
+    stem_kernel = checks.positive_int("stem_kernel", stem_kernel)
+    stem_padding = checks.nonnegative_int("stem_padding", stem_padding)
+    Hm, Wm = (side + 2 * stem_padding - stem_kernel + 1 for side in (H, W))
+    if Hm < 1 or Wm < 1:
+        padded = min(H, W) + 2 * stem_padding
+        hint = max(1, padded - 6)
+        raise ValueError(
+            f"stem_kernel={stem_kernel} with stem_padding={stem_padding} is larger than the "
+            f"padded {H}x{W} image ({padded} pixels a side), leaving no feature map; it "
+            f"must be at most {padded} (e.g. stem_kernel={hint} gives "
+            f"{padded - hint + 1}x{padded - hint + 1} maps)")
+    return (Hm, Wm)
+
+
 class ResNet(nnx.Module):
     """The paper's residual network: a convolutional stem with a large kernel, ``blocks``
     residual blocks, then a linear head without bias on the flattened feature maps.
@@ -135,26 +161,14 @@ class ResNet(nnx.Module):
     def __init__(self, image_shape: tuple[int, int, int] = (32, 32, 3), width: int = 16,
                  blocks: int = 4, stem_kernel: int = 28, stem_padding: int = 1, k: int = 1, *,
                  rngs: nnx.Rngs, dtype=jnp.float32):
-        if (not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3):
-            raise ValueError(f"image_shape must be (H, W, C), got {image_shape!r}")
-        H, W, C = (checks.positive_int(f"image_shape[{i}]", s) for i, s in enumerate(image_shape))
-        self.image_shape = (H, W, C)
+        self.image_shape = _image_shape(image_shape)
         self.width = checks.positive_int("width", width)
         self.blocks_count = checks.nonnegative_int("blocks", blocks)
         self.stem_kernel = checks.positive_int("stem_kernel", stem_kernel)
         self.stem_padding = checks.nonnegative_int("stem_padding", stem_padding)
         self.k = checks.positive_int("k", k)
-        Hm = H + 2 * stem_padding - stem_kernel + 1
-        Wm = W + 2 * stem_padding - stem_kernel + 1
-        if Hm < 1 or Wm < 1:
-            padded = min(H, W) + 2 * stem_padding
-            hint = max(1, padded - 6)
-            raise ValueError(
-                f"stem_kernel={stem_kernel} with stem_padding={stem_padding} is larger than the "
-                f"padded {H}x{W} image ({padded} pixels a side), leaving no feature map; it "
-                f"must be at most {padded} (e.g. stem_kernel={hint} gives "
-                f"{padded - hint + 1}x{padded - hint + 1} maps)")
-        self.feature_map_shape = (Hm, Wm)
+        self.feature_map_shape = feature_map_shape(self.image_shape, stem_kernel, stem_padding)
+        C = self.image_shape[2]
         init = nnx.initializers.variance_scaling(1.0, "fan_in", "normal")
         pad = ((stem_padding, stem_padding), (stem_padding, stem_padding))
         self.stem = nnx.Conv(C, width, (stem_kernel, stem_kernel), padding=pad, use_bias=False,

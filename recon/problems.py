@@ -130,6 +130,52 @@ def _readout_features(graphdef):
     return features
 
 
+def _input_shape(model, input_shape) -> tuple[int, ...]:
+    """``input_shape`` checked, or the model's own (``model.input_shape``, else ``(model.d,)``)."""
+    if input_shape is None:
+        input_shape = getattr(model, "input_shape", None)
+        if input_shape is None and hasattr(model, "d"):
+            input_shape = (model.d,)
+        if input_shape is None:
+            raise ValueError(f"cannot tell the input shape of {type(model).__name__}: pass "
+                             "input_shape=(d,) (the shape of one row of X)")
+    return tuple(checks.positive_int("input_shape entry", s) for s in input_shape)
+
+
+def _split_readout(model, readout_name: str):
+    """``nnx.split`` of ``model`` into its graph, the readout's state and the rest, as copies:
+    nnx.split's State shares its Variable objects with the model, and rebuilding the trees
+    gives fresh Variables around the same (immutable) arrays, so later training leaves the
+    problem alone."""
+    path = readout_name.split(".")
+
+    def is_readout(p, _):
+        return list(map(str, p)) == path
+
+    graphdef, readout_state, rest = nnx.split(model, is_readout, ...)
+    return graphdef, jax.tree.map(lambda a: a, readout_state), jax.tree.map(lambda a: a, rest)
+
+
+def _readout_change(model, readout_name: str, initial_readout) -> Array:
+    """``vec(trained readout - initial readout)``, checked: the readout exists, the initial
+    value has its shape, and training moved it."""
+    variables = _variables(model)
+    if readout_name not in variables:
+        listing = ", ".join(f"{name} {tuple(v.shape)}" for name, v in variables.items())
+        raise ValueError(f"{type(model).__name__} has no variable {readout_name!r}; "
+                         f"available: {listing}")
+    trained = variables[readout_name][...]
+    initial = jnp.asarray(initial_readout)
+    if initial.shape != trained.shape:
+        raise ValueError(f"initial_readout must have the shape of {readout_name!r}, "
+                         f"{tuple(trained.shape)}, got {tuple(initial.shape)}")
+    theta = (trained - initial.astype(trained.dtype)).reshape(-1)
+    if not bool(jnp.any(theta != 0)):
+        raise ValueError(f"the readout {readout_name!r} equals its initial value: train the "
+                         "model before reconstructing (or pass the value before training)")
+    return theta
+
+
 def readout_problem(model, readout_name: str, initial_readout, n: int,
                     radius: float | None = None, *,
                     input_shape: tuple[int, ...] | None = None) -> ReconstructionProblem:
@@ -163,43 +209,14 @@ def readout_problem(model, readout_name: str, initial_readout, n: int,
     if not isinstance(readout_name, str):
         raise TypeError(f"readout_name must be a string (a dotted parameter path), got "
                         f"{readout_name!r}")
-    variables = _variables(model)
-    if readout_name not in variables:
-        listing = ", ".join(f"{name} {tuple(v.shape)}" for name, v in variables.items())
-        raise ValueError(f"{type(model).__name__} has no variable {readout_name!r}; "
-                         f"available: {listing}")
-    trained = variables[readout_name][...]
-    initial = jnp.asarray(initial_readout)
-    if initial.shape != trained.shape:
-        raise ValueError(f"initial_readout must have the shape of {readout_name!r}, "
-                         f"{tuple(trained.shape)}, got {tuple(initial.shape)}")
-    if input_shape is None:
-        input_shape = getattr(model, "input_shape", None)
-        if input_shape is None and hasattr(model, "d"):
-            input_shape = (model.d,)
-        if input_shape is None:
-            raise ValueError(f"cannot tell the input shape of {type(model).__name__}: pass "
-                             "input_shape=(d,) (the shape of one row of X)")
-    input_shape = tuple(checks.positive_int("input_shape entry", s) for s in input_shape)
+    theta = _readout_change(model, readout_name, initial_readout)
+    input_shape = _input_shape(model, input_shape)
     d = math.prod(input_shape)
     radius = math.sqrt(d) if radius is None else checks.positive_float("radius", radius)
-    theta = (trained - initial.astype(trained.dtype)).reshape(-1)
-    if not bool(jnp.any(theta != 0)):
-        raise ValueError(f"the readout {readout_name!r} equals its initial value: train the "
-                         "model before reconstructing (or pass the value before training)")
-    path = readout_name.split(".")
-
-    def is_readout(p, _):
-        return list(map(str, p)) == path
-
-    graphdef, readout_state, rest = nnx.split(model, is_readout, ...)
-    # nnx.split's State shares its Variable objects with the model; rebuilding the tree gives
-    # fresh Variables around the same (immutable) arrays, so later training leaves it alone.
-    readout_state = jax.tree.map(lambda a: a, readout_state)
-    rest = jax.tree.map(lambda a: a, rest)
+    graphdef, readout_state, rest = _split_readout(model, readout_name)
     try:
         probe = jax.eval_shape(lambda m, x: m(x), model, jnp.zeros((1,) + input_shape,
-                                                                   trained.dtype))
+                                                                   theta.dtype))
     except (ValueError, TypeError) as err:
         raise ValueError(f"the model cannot be applied to inputs of shape (n, "
                          f"{', '.join(map(str, input_shape))}): {err}") from err

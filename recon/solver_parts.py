@@ -10,13 +10,26 @@ near a solution Gauss-Newton converges where Adam crawls (:class:`Polish`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from recon import checks
 
 
+class _Part:
+    """Checks every field of a part with its validator (``_checks``, one per field), naming
+    the part and the field in the message."""
+
+    _checks: ClassVar[dict] = {}
+
+    def __post_init__(self):
+        label = type(self).__name__.lower()
+        for f in fields(self):
+            self._checks[f.name](f"{label} {f.name}", getattr(self, f.name))
+
+
 @dataclass(frozen=True)
-class Smoothing:
+class Smoothing(_Part):
     """Smoothed starts. Every start but start 0 first spends ``steps`` steps (at most half of
     the budget, in whole blocks) on the loss of the problem's ``smoothed_features`` (a
     softplus ``softplus(beta z) / beta`` for ReLU), with ``beta`` rising geometrically from
@@ -31,15 +44,12 @@ class Smoothing:
     beta_to: float = 100.0
     refine_scale: float = 0.2
 
-    def __post_init__(self):
-        checks.positive_int("smoothing steps", self.steps)
-        checks.positive_float("smoothing beta_from", self.beta_from)
-        checks.positive_float("smoothing beta_to", self.beta_to)
-        checks.positive_float("smoothing refine_scale", self.refine_scale)
+    _checks = {"steps": checks.positive_int, "beta_from": checks.positive_float,
+               "beta_to": checks.positive_float, "refine_scale": checks.positive_float}
 
 
 @dataclass(frozen=True)
-class Reseed:
+class Reseed(_Part):
     """Re-seeding of stuck starts. Every ``patience`` steps (a multiple of the solver's
     ``chunk``), a start whose loss fell by less than half since the last check is stuck: one
     of its candidates is replaced by the point that best captures the part of ``theta`` the
@@ -52,15 +62,12 @@ class Reseed:
     steps: int = 200
     lr: float = 0.05
 
-    def __post_init__(self):
-        checks.positive_int("reseed patience", self.patience)
-        checks.positive_int("reseed pool", self.pool)
-        checks.nonnegative_int("reseed steps", self.steps)
-        checks.positive_float("reseed lr", self.lr)
+    _checks = {"patience": checks.positive_int, "pool": checks.positive_int,
+               "steps": checks.nonnegative_int, "lr": checks.positive_float}
 
 
 @dataclass(frozen=True)
-class Cloning:
+class Cloning(_Part):
     """Cloning of the best start. At each re-seeding check, the stuck starts among the worst
     ``share`` of all restart from a copy of the best start with one candidate moved to a
     random point, a different candidate in each copy (the others re-seed themselves). This
@@ -69,12 +76,11 @@ class Cloning:
 
     share: float = 0.5
 
-    def __post_init__(self):
-        checks.fraction("cloning share", self.share)
+    _checks = {"share": checks.fraction}
 
 
 @dataclass(frozen=True)
-class Polish:
+class Polish(_Part):
     """A Gauss-Newton polish at the end. If the budget ends above ``tol`` with the best loss
     below ``below``, ``scipy.optimize.least_squares`` (trust region, Jacobian by ``jax.jacfwd``)
     minimises the residual ``theta - P theta`` from the best candidates with at most
@@ -87,7 +93,5 @@ class Polish:
     below: float = 1e-4
     max_entries: float = 2e6
 
-    def __post_init__(self):
-        checks.positive_int("polish evaluations", self.evaluations)
-        checks.positive_float("polish below", self.below)
-        checks.positive_float("polish max_entries", self.max_entries)
+    _checks = {"evaluations": checks.positive_int, "below": checks.positive_float,
+               "max_entries": checks.positive_float}

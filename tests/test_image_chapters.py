@@ -7,9 +7,12 @@ import papermill as pm
 import pytest
 
 from conftest import ROOT
-from recon import metrics, plots
+from recon import checks, images, metrics, plots
 from recon.book import notebooks
-from recon.chapters.image_chapter import ImagesRF, ResNetImages, TwoLayerImages, shown
+from recon.chapters.image_chapter import ChapterData, Outcome, shown, sweep_table
+from recon.chapters.images_rf import ImagesRF
+from recon.chapters.resnet import ResNetImages
+from recon.chapters.two_layer import TwoLayerImages
 
 CHAPTERS = {"images_rf": "images-rf", "two_layer": "two-layer", "resnet": "resnet"}
 GLUED = {"p_over_dn", "recovered_fraction", "mean_ssim", "ssim_success", "dataset",
@@ -84,6 +87,53 @@ def test_sizes_follow_the_ratios():
     res = ResNetImages(n=4, stem_kernel=6, stem_padding=1)
     assert res.feature_map_shape == (5, 5) and res.p_of(102) == 2550
     assert shown(10, 4).tolist() == [0, 3, 6, 9] and shown(3, 10).tolist() == [0, 1, 2]
+
+
+def test_settings_come_from_the_parameters_cell_with_its_sentinels():
+    cell = {"dataset": "digits", "n": 4, "classes": [], "data_root": "", "lr": 0, "tol": 0.0,
+            "train_lr": 0.0, "width": 8, "show": 2, "data": "not a parameter"}
+    two = TwoLayerImages.from_parameters(cell)
+    assert (two.classes, two.data_root, two.lr, two.tol, two.train_lr) == (None,) * 5
+    assert two.width == 8 and two.show == 2 and two.as_dict()["n"] == 4
+    rf = ImagesRF.from_parameters({"classes": ["3", "8"], "lr": 0.02, "tol": 1e-8})
+    assert rf.classes == ["3", "8"] and rf.lr == 0.02 and rf.tol == 1e-8
+    with pytest.raises(ValueError, match="show must be an integer >= 1"):
+        ResNetImages.from_parameters({"show": 0})
+    assert checks.increasing_ratios("ratios", (0.5, 2)) == [0.5, 2.0]
+    with pytest.raises(TypeError, match="ratios must be a non-empty list"):
+        checks.increasing_ratios("ratios", [])
+
+
+def _outcome(p, mean_error, ssim, **extra):
+    fields = dict(size=p, p=p, p_over_dn=p / 128, train_loss=9.2876e-9, train_steps=165,
+                  loss=9.5837e-11, loss_at_truth=8.956e-6, iterations=534, seconds=0.6449,
+                  compile_seconds=2.0, converged=True, X_hat=None,
+                  errors=np.array([mean_error, 2 * mean_error]), sign_flips=0,
+                  recovered_fraction=float(mean_error < 1e-2), mean_error=mean_error,
+                  images_hat=None, psnr=np.array([100.04, 113.2]), ssim=np.asarray(ssim),
+                  ssim_success=2, history=None)
+    return Outcome(**{**fields, **extra})
+
+
+def test_headline_names_and_rounds_the_numbers_as_the_text_quotes_them():
+    ds = images.load_images("digits", 2)
+    data = ChapterData(ds, *images.to_sphere(ds.X))
+    main = _outcome(640, 1.86123e-5, [0.99991, 1.0])
+    table = sweep_table([_outcome(64, 1.0342, [0.48429, 0.5]), main])
+    rf = ImagesRF(dataset="digits", n=2, downsample=1).headline(data, main, table)
+    assert rf == {"dataset": "digits", "dataset_description": "digits (0 vs 1), 2 images of 8x8x1",
+                  "n_images": 2, "dn": 128, "p_over_dn": 5.0, "recovered_fraction": 1.0,
+                  "mean_error": 1.86e-05, "mean_ssim": 1.0, "mean_psnr": 106.6,
+                  "ssim_success": 2, "sign_flips": 0, "loss": 9.6e-11, "iterations": 534,
+                  "seconds": 0.6, "threshold": 0.01, "sweep_points": 2,
+                  "best_ssim_below_dn": 0.492, "first_full_recovery": 5.0}
+    two = TwoLayerImages(n=2).headline(data, main, table[1:])
+    assert set(two) - set(rf) == {"p", "train_loss", "train_steps", "max_error",
+                                  "loss_at_truth", "best_sweep_error"}
+    assert (two["p"], two["train_loss"], two["train_steps"], two["max_error"],
+            two["loss_at_truth"], two["best_sweep_error"]) == (640, 9.3e-09, 165, 3.72e-05,
+                                                               9e-06, 1.86e-05)
+    assert two["best_ssim_below_dn"] == "n/a" and two["first_full_recovery"] == 5.0
 
 
 def test_image_metrics_on_known_inputs():

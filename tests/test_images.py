@@ -13,7 +13,7 @@ import pytest
 
 from recon import images
 from recon.images import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, ChecksumError,
-                          ImageDataset, UnsafeArchiveError, from_sphere, load_images,
+                          ImageDataset, UnsafeArchiveError, cifar10, from_sphere, load_images,
                           to_sphere)
 
 FOLDER = "cifar-10-batches-bin"
@@ -193,7 +193,7 @@ def test_download_verifies_checksum(cifar, tmp_path, monkeypatch):
         urls.append(url)
         return io.BytesIO(payload)
 
-    monkeypatch.setattr(images.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(cifar10.urllib.request, "urlopen", fake_urlopen)
     bad = tmp_path / "bad"
     with pytest.raises(ChecksumError):
         load_images("cifar10", 2, root=bad, download=True)  # official md5 != the small one
@@ -239,7 +239,7 @@ def test_patches():
     np.testing.assert_array_equal(ds.X, again.X)
     assert not np.array_equal(ds.index, load_images("patches", 6, seed=1).index)
     # a patch is the grid cell its index names, in its photograph
-    photo = images._photo("coffee")
+    photo = images.photo("coffee")
     row, col = divmod(int(ds.index[3]), photo.shape[1] // 32)
     cell = photo[32 * row:32 * row + 32, 32 * col:32 * col + 32]
     np.testing.assert_allclose(ds.to_images()[3] * 255, cell, atol=1e-3)
@@ -310,3 +310,11 @@ def test_bad_input(tmp_path, kwargs, error, match):
 def test_bad_root_type():
     with pytest.raises(TypeError, match="root must be a path"):
         load_images("cifar10", 2, root=3)
+
+
+def test_downsampled_shape_and_source_shapes():
+    assert images.downsampled_shape((32, 32, 3), 4) == (8, 8, 3)
+    with pytest.raises(ValueError, match="downsample=3 must divide the 8x8"):
+        images.downsampled_shape((8, 8, 1), 3)
+    for name in ("digits", "patches"):
+        assert load_images(name, 2).image_shape == images.SOURCE_SHAPES[name]

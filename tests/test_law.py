@@ -39,7 +39,7 @@ def test_slope_of_a_power_law_is_recovered():
 
 def test_grid_settings_validate_and_expand():
     s = LawSweep(sizes=[[2, 5], [3, 4]], ratios=[0.5, 2], seeds=[0, 1], reference_size=[2, 5])
-    cells = s.cells(code="abc")
+    cells = s.cells()
     assert len(cells) == 2 * 2 * 2 + 2 * 2
     assert {c["solver"] for c in cells} == {"default", "reference"}
     for bad, err in [({"sizes": [[2]]}, TypeError), ({"ratios": [2, 1]}, ValueError),
@@ -51,15 +51,16 @@ def test_grid_settings_validate_and_expand():
 
 def test_a_cell_reconstructs_above_and_not_below_the_threshold(tmp_path):
     grid = sweep.Grid(name="law-test", params=[
-        dict(n=2, d=5, ratio=r, seed=0, max_steps=1500, code=law.code_version())
+        dict(n=2, d=5, ratio=r, seed=0, max_steps=1500)
         for r in (0.5, 8.0)])
-    summary = sweep.run_sweep(grid, law.rf_cell, tmp_path, progress=False)
+    version = sweep.code_version()
+    summary = sweep.run_sweep(grid, law.rf_cell, tmp_path, progress=False, version=version)
     assert summary.failed == 0 and summary.computed == 2
-    table = sweep.load_table(tmp_path, grid).sort_values("ratio")
+    table = sweep.load_table(tmp_path, grid, version=version).sort_values("ratio")
     assert table["train_mse"].max() < 1e-8  # labels fitted on both sides
     below, above = table["recovered_fraction"].tolist()
     assert below < 1 and above == 1
-    again = sweep.run_sweep(grid, law.rf_cell, tmp_path, progress=False)
+    again = sweep.run_sweep(grid, law.rf_cell, tmp_path, progress=False, version=version)
     assert again.reused == 2 and again.computed == 0
 
 
@@ -73,3 +74,59 @@ def test_a_cell_tells_when_theta_does_not_single_out_the_data():
     above = law.rf_cell(2, 10, 4.0, 0)
     assert above["recovered_fraction"] == 1 and not above["zero_loss_elsewhere"]
     assert above["active_features"] <= 80
+
+
+def test_settings_from_the_parameters_cell_skip_the_reference_with_an_empty_list():
+    s = LawSweep.from_parameters({"sizes": [[2, 5]], "ratios": [1.0], "seeds": [0],
+                                  "reference_size": [], "store": "", "scheduler": ""})
+    assert s.reference_size is None and {c["solver"] for c in s.cells()} == {"default"}
+    with pytest.raises(ValueError, match="ratios must be increasing"):
+        LawSweep.from_parameters({"sizes": [[2, 5]], "ratios": [2.0, 1.0], "seeds": [0]})
+
+
+def sweep_table():
+    """A made-up sweep table: (2, 5) crosses half recovery at ratio 1, (2, 10) at 2; the
+    reference never does; one cell at p >= dn stopped at another dataset."""
+    rows = [dict(n=n, d=d, ratio=r, seed=0, solver=solver, recovered_fraction=f,
+                 zero_loss_elsewhere=(n, d, r) == (2, 10, 1.0), active_features=int(r * n * d))
+            for solver, fractions in (("default", {(2, 5): [0, 0.5, 1], (2, 10): [0, 0, 0.5]}),
+                                      ("reference", {(2, 5): [0, 0, 0]}))
+            for (n, d), fs in fractions.items() for r, f in zip([0.5, 1.0, 2.0], fs)]
+    return pd.DataFrame(rows)
+
+
+def test_thresholds_silent_features_and_headline_of_a_run():
+    settings = LawSweep(sizes=[[2, 5], [2, 10]], ratios=[0.5, 1.0, 2.0], seeds=[0],
+                        reference_size=[2, 5])
+    table = sweep_table()
+    default, reference = law.by_solver(table)
+    found = law.threshold_summary(settings, default, reference)
+    assert found.ratio == pytest.approx({"n=2,d=5": 1.0, "n=2,d=10": 2.0})
+    assert found.p_star == pytest.approx([10.0, 40.0]) and found.dn == [10, 20]
+    assert found.slope == pytest.approx(2.0) and found.reference_points == {}
+    assert law.threshold_table(found).split("\n") == ["n=2,d=5     1.0", "n=2,d=10    2.0",
+                                                      "n=2,d=5   NaN"]
+    silent = law.silent_features(default)
+    assert len(silent.cells) == 1 and silent.cells["active_over_dn"].iloc[0] == 1.0
+    assert silent.text.startswith("1 of the 4 cells with p >= dn") and "never more" in silent.text
+    glued = law.headline(table, found, silent)
+    assert glued["threshold_ratio"] == {"n=2,d=5": 1.0, "n=2,d=10": 2.0}
+    assert glued["threshold_ratio_reference"] == {"n=2,d=5": None}
+    assert glued["threshold_slope"] == 2.0 and glued["threshold_ratio_range"] == "1.00 to 2.00"
+    assert glued["sweep_cells"] == len(table) and glued["silent_features"] == silent.text
+
+
+def test_label_fit_table_fits_the_labels_past_p_equal_n():
+    settings = LawSweep(sizes=[[4, 5]], ratios=[1.0], seeds=[0])
+    fit = law.label_fit_table(settings)
+    assert list(fit.columns) == ["n", "d", "p", "train_mse"] and fit["p"].is_monotonic_increasing
+    assert fit[fit.p >= 8]["train_mse"].max() < 1e-8 < fit[fit.p < 4]["train_mse"].min()
+
+
+def test_run_grid_stores_and_reuses_the_cells(tmp_path, capsys):
+    settings = LawSweep(sizes=[[2, 5]], ratios=[8.0], seeds=[0], max_steps=1500)
+    table = law.run_grid(settings, str(tmp_path))
+    assert len(table) == 1 and table["recovered_fraction"].iloc[0] == 1
+    assert table["version"].iloc[0] == sweep.code_version()
+    assert law.run_grid(settings, str(tmp_path)).equals(table)
+    assert "1 reused" in capsys.readouterr().out

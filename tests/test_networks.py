@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from recon import images, metrics, models, problems, solver, train
+from recon import images, loss, metrics, models, networks, problems, solver, train
 from recon.networks import ResNet, TwoLayer
 
 F32 = jnp.float32
@@ -160,7 +160,7 @@ def test_random_features_through_readout_problem():
     np.testing.assert_allclose(generic.feature_matrix(X), rf.feature_matrix(X), rtol=1e-6)
     np.testing.assert_array_equal(generic.theta, rf.theta)
     assert (generic.n, generic.input_shape, generic.radius) == (rf.n, rf.input_shape, rf.radius)
-    assert float(solver.projection_loss(generic, X)) < 1e-10
+    assert float(loss.projection_loss(generic, X)) < 1e-10
 
 
 def test_readout_problem_validation(trained_two_layer):
@@ -184,12 +184,12 @@ def test_theta_nearly_in_training_span(digits, trained_two_layer):
     ~6e-4 for width 500 (W1 moves ~0.05% and ~0.3%)."""
     X, Y = digits
     model, report = trained_two_layer
-    wide = float(solver.projection_loss(problems.readout_problem(
+    wide = float(loss.projection_loss(problems.readout_problem(
         model, "W2", report.initial_readout, 4), X))
     narrow_model = TwoLayer(64, 500, k=2, rngs=nnx.Rngs(0))
     narrow_report = train.train_full_batch(narrow_model, X, Y, max_steps=5000, tol=1e-8,
                                            progress=False)
-    narrow = float(solver.projection_loss(problems.readout_problem(
+    narrow = float(loss.projection_loss(problems.readout_problem(
         narrow_model, "W2", narrow_report.initial_readout, 4), X))
     assert wide < 1e-4
     assert wide < narrow < 1e-2
@@ -210,3 +210,15 @@ def test_two_layer_reconstruction_end_to_end(digits, trained_two_layer):
     errors = metrics.per_sample_errors(rec.X, X)
     assert metrics.recovered_fraction(rec.X, X, threshold=0.05) == 1.0, errors
     assert errors.mean() < 0.03
+
+
+def test_feature_map_shape_is_the_one_stem_check():
+    assert networks.feature_map_shape((32, 32, 3), 28, 1) == (7, 7)  # the paper's maps
+    assert networks.feature_map_shape((8, 6, 1), 6, 1) == (5, 3)
+    assert small_resnet().feature_map_shape == networks.feature_map_shape((8, 8, 1), 6, 1)
+    with pytest.raises(ValueError, match="stem_kernel=11 .* at most 10"):
+        networks.feature_map_shape((8, 8, 1), 11, 1)
+    with pytest.raises(TypeError, match="stem_kernel must be an integer"):
+        networks.feature_map_shape((8, 8, 1), 2.5, 1)
+    with pytest.raises(ValueError, match="image_shape"):
+        networks.feature_map_shape((8, 8), 3, 1)

@@ -65,6 +65,15 @@ def test_settings_refuse_wrong_types_directly():
         SyntheticRF(n=2, d=3, p=10, solver="sgd")
 
 
+def test_settings_from_the_parameters_cell_map_zero_to_the_presets_value():
+    s = SyntheticRF.from_parameters({"n": 2, "d": 3, "p": 10, "lr": 0.0, "tol": 0,
+                                     "compare_steps": 0, "threshold": 1e-2})
+    assert s.lr is None and s.tol is None and s.compare_steps == 0
+    assert s.make_solver().tol == 1e-10  # the default preset's
+    with pytest.raises(ValueError, match="compare_steps must be an integer >= 0"):
+        SyntheticRF(n=2, d=3, p=10, compare_steps=-1)
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--profile", "fast"], "unknown profile 'fast'"),
     (["run", "no_such_notebook", "--profile", "smoke"], "unknown notebook 'no_such_notebook'"),

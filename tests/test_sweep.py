@@ -1,4 +1,4 @@
-"""Tests of recon.book.sweep: cache, resume, failures, corruption, batching, Dask, bad inputs, CLI."""
+"""Tests of recon.book.sweep: cache, resume, failures, corruption, versions, Dask, bad inputs, CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from recon.book import sweep
 from recon.book.sweep import CorruptRecordWarning, Grid, cell_key, demo_cell, load_table, run_sweep
 
 GRID = Grid(name="toy", params={"x": [1, 2, 3], "seed": [0, 1]}, fixed={"y": 10})
-VOLATILE = ["runtime_s", "timestamp", "batch_size"]
+VOLATILE = ["runtime_s", "timestamp"]
 
 
 def stable(table: pd.DataFrame) -> pd.DataFrame:
@@ -155,37 +155,18 @@ def test_numpy_metrics_are_stored_as_json(tmp_path):
     assert row["value"] == 4.0 and row["vector"] == [0, 1]
 
 
-def test_batched_seeds_give_same_records(tmp_path, clean_table):
-    sweep_fn = counting_cell
-    COUNTER.clear()
-    summary = run(tmp_path, fn=sweep_fn, batch_over="seed")
-    assert summary.computed == 6 and len(COUNTER) == 3  # one call per x, all seeds at once
-    assert all(isinstance(seeds, list) and len(seeds) == 2 for seeds in COUNTER)
-    unbatched = tmp_path / "unbatched"
-    run(unbatched, fn=sweep_fn)
-    batched_table = stable(load_table(tmp_path, GRID))
-    assert batched_table.equals(stable(load_table(unbatched, GRID)))
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(
-        p.name for p in unbatched.glob("*.json"))
-
-
-COUNTER: list = []
-
-
-def counting_cell(x, y=0.0, seed=0, fail=False):
-    """demo_cell that remembers the seed arguments it was called with."""
-    COUNTER.append(seed)
-    return demo_cell(x, y, seed, fail)
-
-
-def wrong_length(x, seed):
-    return [{"v": 1}]
-
-
-def test_batched_wrong_length_fails_all_cells_of_batch(tmp_path):
-    summary = run(tmp_path, Grid("b", {"x": [1], "seed": [0, 1]}), fn=wrong_length,
-                  batch_over="seed")
-    assert (summary.computed, summary.failed) == (2, 2)
+def test_code_version_is_part_of_the_key(tmp_path, clean_table):
+    version = sweep.code_version()
+    assert len(version) == 12 and version == sweep.code_version()
+    run(tmp_path)
+    summary = run(tmp_path, version=version)
+    assert (summary.computed, summary.reused) == (6, 0)  # other code: nothing reused
+    assert run(tmp_path, version=version).reused == 6
+    assert cell_key(demo_cell, {"x": 1}, version) != cell_key(demo_cell, {"x": 1})
+    table = load_table(tmp_path, GRID, version=version)
+    other = ["version", "key"]
+    assert stable(table).drop(columns=other).equals(clean_table.drop(columns=other))
+    assert len(load_table(tmp_path, GRID)) == 12 and len(load_table(tmp_path, version="")) == 6
 
 
 def test_dask_gives_same_table(tmp_path, clean_table):
@@ -213,7 +194,7 @@ def test_progress_bar_runs(tmp_path, capsys):
     [
         ({"executor": "spark"}, ValueError, "unknown executor"),
         ({"executor": "dask"}, ValueError, "needs scheduler"),
-        ({"batch_over": "nope"}, ValueError, "batch_over"),
+        ({"version": 3}, TypeError, "version must be a string"),
         ({"max_cells": -1}, ValueError, "max_cells"),
         ({"grid": Grid("e", {"x": []})}, ValueError, "empty"),
         ({"grid": Grid("e", [])}, ValueError, "empty"),
@@ -245,7 +226,6 @@ params:
   x: [1, 2]
   seed: [0, 1, 2]
 fixed: {y: 1}
-batch_over: seed
 """
 
 
@@ -277,6 +257,6 @@ def test_dask_process_workers_by_address(tmp_path, clean_table):
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        summary = run(tmp_path, scheduler=cluster.scheduler_address, batch_over="seed")
+        summary = run(tmp_path, scheduler=cluster.scheduler_address)
     assert (summary.computed, summary.failed) == (6, 0)
     assert stable(load_table(tmp_path, GRID)).equals(clean_table)

@@ -23,6 +23,8 @@ BUILD = notebooks.ROOT / "_build"
 
 
 def _run(names: list[str], profile: str) -> list[dict]:
+    """Execute the notebooks ``names`` at ``profile`` into ``book/chapters/``, recording each
+    run; the first failure stops the run (exit status 1)."""
     names = notebooks.resolve(names, profile)
     figures = BUILD / "figures"
     records = []
@@ -52,6 +54,7 @@ def _record(records: list[dict]) -> None:
 
 
 def _jupyter_book() -> str:
+    """The ``jupyter-book`` executable next to this Python, else on ``PATH``."""
     exe = Path(sys.executable).parent / "jupyter-book"
     found = str(exe) if exe.exists() else shutil.which("jupyter-book")
     if not found:
@@ -60,6 +63,7 @@ def _jupyter_book() -> str:
 
 
 def _book(names: list[str], profile: str) -> None:
+    """Run the notebooks, then build the site with warnings as errors into ``_build/html``."""
     _run(names, profile)
     missing = status.missing_toc_files()
     if missing:
@@ -83,6 +87,7 @@ def _book(names: list[str], profile: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m recon run|book|sweep``; see the module docstring."""
     parser = argparse.ArgumentParser(prog="python -m recon", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,6 +1,7 @@
-"""One plotting style for the book, ``save_figure``: PNG, PDF and SVG plus a JSON sidecar with
-the numbers plotted, the parameters and the versions that produced them, and ``figure_links``,
-which shows links to those files under a figure in the book."""
+"""The book's figures: ``save_figure`` writes PNG, PDF and SVG plus a JSON sidecar with the
+numbers plotted, the parameters and the versions that produced them (``provenance``), and
+``figure_links`` shows links to those files under a figure in the book. (The plotting style is
+:func:`recon.plots.use_style`.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import matplotlib
-import matplotlib.ticker
 import numpy as np
 
 FORMATS = ("png", "pdf", "svg")
@@ -26,6 +26,12 @@ SITE_FIGURES = "../../figures"
 def figures_dir() -> Path:
     """Where figures are written: ``$RECON_FIGURES`` if set, else ``./figures``."""
     return Path(os.environ.get("RECON_FIGURES", "figures"))
+
+
+def _check_name(name) -> None:
+    """Raise unless ``name`` is a stable identifier (letters, digits, ``-`` and ``_``)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ValueError(f"figure name must use letters, digits, '-' and '_', got {name!r}")
 
 
 def _jsonable(value):
@@ -77,8 +83,7 @@ def save_figure(fig, name: str, data: dict | None = None, params: dict | None = 
     ``name`` must be a stable identifier (letters, digits, ``-`` and ``_``) so the files can
     be cited. Returns the paths written.
     """
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-        raise ValueError(f"figure name must use letters, digits, '-' and '_', got {name!r}")
+    _check_name(name)
     directory = Path(directory) if directory is not None else figures_dir()
     directory.mkdir(parents=True, exist_ok=True)
     paths = {fmt: directory / f"{name}.{fmt}" for fmt in FORMATS}
@@ -134,8 +139,7 @@ def figure_links(name: str, base: str | None = None) -> FigureLinks:
     else the local folder :func:`figures_dir`. Raises ``FileNotFoundError`` if the figure was
     not saved under that name.
     """
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-        raise ValueError(f"figure name must use letters, digits, '-' and '_', got {name!r}")
+    _check_name(name)
     missing = [f"{name}.{ext}" for ext in (*FORMATS, "json")
                if not (figures_dir() / f"{name}.{ext}").is_file()]
     if missing:

@@ -7,6 +7,7 @@ sizes, for a GPU).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -17,7 +18,7 @@ import yaml
 
 from recon import checks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: recon/book/ is two below it
 NOTEBOOKS = ROOT / "notebooks"
 CHAPTERS = ROOT / "book" / "chapters"
 PROFILES = ("smoke", "quick", "paper")
@@ -54,9 +55,10 @@ def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = No
                  compile_cache: Path | None = None) -> dict:
     """Execute ``notebooks/NAME.ipynb`` with papermill at ``profile`` (plus ``overrides``)
     into ``output_dir/NAME.ipynb``, writing figures to ``figures`` and (unless
-    ``$JAX_COMPILATION_CACHE_DIR`` is set) JAX's compiled programs to ``compile_cache``. Returns a status record: parameters, seconds, success,
-    the time it finished (UTC) and the error if it failed; on failure the exception is
-    re-raised with the record as its ``recon_record`` attribute."""
+    ``$JAX_COMPILATION_CACHE_DIR`` is set) JAX's compiled programs to ``compile_cache``.
+    Returns a status record: parameters, seconds, success, the time it finished (UTC) and the
+    error if it failed; on failure the exception is re-raised with the record as its
+    ``recon_record`` attribute."""
     import papermill as pm
 
     (name,) = resolve([name], profile)
@@ -65,21 +67,13 @@ def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = No
     output_dir = Path(output_dir) if output_dir else CHAPTERS
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / f"{name}.ipynb"
-    names = ("RECON_PROFILE", "RECON_FIGURES", "JAX_COMPILATION_CACHE_DIR",
-             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
-    env_before = {k: os.environ.get(k) for k in names}
-    os.environ["RECON_PROFILE"] = profile
-    if figures is not None:
-        os.environ["RECON_FIGURES"] = str(Path(figures).resolve())
-    if compile_cache is not None and not env_before["JAX_COMPILATION_CACHE_DIR"]:
-        # JAX's persistent cache: a rerun skips recompiling the solver for shapes seen before
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(Path(compile_cache).resolve())
-        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.3"
     record = {"notebook": name, "profile": profile, "parameters": params, "output": str(output)}
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(output), parameters=params,
-                            kernel_name="python3", progress_bar=False, cwd=str(output_dir))
+        with _run_environment(profile, figures, compile_cache):
+            pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(output),
+                                parameters=params, kernel_name="python3", progress_bar=False,
+                                cwd=str(output_dir))
         record.update(success=True, error=None)
     except Exception as exc:
         record.update(success=False, error=f"{type(exc).__name__}: {exc}")
@@ -91,16 +85,35 @@ def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = No
     finally:
         record["seconds"] = round(time.perf_counter() - start, 2)
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        for k, v in env_before.items():
+    return record
+
+
+@contextlib.contextmanager
+def _run_environment(profile: str, figures: Path | None, compile_cache: Path | None):
+    """Set the variables the notebook's kernel reads (profile, figure folder, JAX's compile
+    cache) for the duration of a run, then restore them."""
+    names = ("RECON_PROFILE", "RECON_FIGURES", "JAX_COMPILATION_CACHE_DIR",
+             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+    before = {k: os.environ.get(k) for k in names}
+    os.environ["RECON_PROFILE"] = profile
+    if figures is not None:
+        os.environ["RECON_FIGURES"] = str(Path(figures).resolve())
+    if compile_cache is not None and not before["JAX_COMPILATION_CACHE_DIR"]:
+        # JAX's persistent cache: a rerun skips recompiling the solver for shapes seen before
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(Path(compile_cache).resolve())
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.3"
+    try:
+        yield
+    finally:
+        for k, v in before.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return record
 
 
 def read_glued(path: str | os.PathLike) -> dict:
-    """The values a executed notebook glued with ``myst_nb.glue``, by name.
+    """The values an executed notebook glued with ``myst_nb.glue``, by name.
 
     Plain numbers, strings, lists and dicts come back as Python values (parsed from their
     text representation); anything else as its text.

@@ -1,16 +1,11 @@
-"""What a build of the book records about itself: the status page, and the book's Sphinx hook.
+"""What a build of the book records about itself: the status page.
 
-- :func:`write_status_page` writes ``book/chapters/status.md`` (never committed) from the run
-  records in ``_build/runs.json``: for each notebook of ``notebooks/profiles.yml`` its profile,
-  parameters, run time and result, then the git revision, the JAX devices and the package
-  versions of the build. ``python -m recon run`` calls it after every run, so the page the
-  table of contents lists always exists before Jupyter Book starts.
-- :func:`setup` makes this module a Sphinx extension (``_config.yml`` lists ``recon.status``):
-  the Colab and Binder buttons of a chapter open its source notebook, ``notebooks/NAME.ipynb``,
-  which is in the repository, instead of the executed copy in ``book/chapters/``, which is not;
-  and each page loads its inline scripts once (Sphinx 7.4 writes those that extensions add
-  after the builder starts twice, and sphinx-thebe's ``const THEBE_JS_URL`` declared twice is
-  a JavaScript error on every page).
+:func:`write_status_page` writes ``book/chapters/status.md`` (never committed) from the run
+records in ``_build/runs.json``: for each notebook of ``notebooks/profiles.yml`` its profile,
+parameters, run time and result, then the git revision, the JAX devices and the package
+versions of the build. ``python -m recon run`` calls it after every run, so the page the table
+of contents lists always exists before Jupyter Book starts. (The book's Sphinx hooks are in
+:mod:`recon.book.sphinx`.)
 """
 
 from __future__ import annotations
@@ -88,7 +83,7 @@ def merge_runs(records: list[dict], path: Path | None = None) -> list[dict]:
 
 
 def environment() -> dict:
-    """The build's environment: :func:`recon.figures.provenance` (versions, JAX devices, git
+    """The build's environment: :func:`recon.book.figures.provenance` (versions, JAX devices, git
     revision), plus whether the work tree had local changes, the platform and the versions of
     the packages that ran and rendered the notebooks."""
     # The notebooks have finished when this runs, but never let JAX take a GPU's memory here.
@@ -132,7 +127,6 @@ def render_status(records: list[dict], env: dict, names: list[str],
                   in_toc: list[str], repository: str | None = None) -> str:
     """The status page (MyST Markdown): one row per notebook of ``names``, then the build's
     environment. Chapters listed in ``in_toc`` are linked."""
-    by_name = {r["notebook"]: r for r in records}
     profiles = sorted({r["profile"] for r in records if r.get("profile")})
     lines = [
         "# Build status",
@@ -146,7 +140,14 @@ def render_status(records: list[dict], env: dict, names: list[str],
         listed = ", ".join(f"`{p}`" for p in profiles)
         lines += [f"Profile(s) used: {listed} (parameter sets in `notebooks/profiles.yml`; "
                   "see [](../reproducing.md)).", ""]
-    lines += [
+    lines += _notebook_rows(records, names, in_toc) + _environment_rows(env, repository)
+    return "\n".join(lines) + "\n"
+
+
+def _notebook_rows(records: list[dict], names: list[str], in_toc: list[str]) -> list[str]:
+    """The page's table of notebooks, then the error of each that failed."""
+    by_name = {r["notebook"]: r for r in records}
+    lines = [
         "## Notebooks",
         "",
         "| chapter | profile | parameters | run time | result | finished (UTC) |",
@@ -173,7 +174,11 @@ def render_status(records: list[dict], env: dict, names: list[str],
     for record in failures:
         lines += [f"### `{record['notebook']}` failed", "", "````text",
                   str(record.get("error") or "")[-3000:], "````", ""]
+    return lines
 
+
+def _environment_rows(env: dict, repository: str | None) -> list[str]:
+    """The page's tables of the build's environment: revision, devices, versions."""
     revision = env.get("git_revision")
     if revision and repository:
         rev = f"[`{revision[:12]}`]({repository}/commit/{revision})"
@@ -182,7 +187,7 @@ def render_status(records: list[dict], env: dict, names: list[str],
     if env.get("git_dirty"):
         rev += ", with uncommitted changes"
     devices = ", ".join(f"`{_cell(d)}`" for d in env.get("devices", [])) or "none"
-    lines += [
+    lines = [
         "## Environment of the build",
         "",
         "| item | value |",
@@ -196,8 +201,7 @@ def render_status(records: list[dict], env: dict, names: list[str],
         "| package | version |",
         "| --- | --- |",
     ]
-    lines += [f"| {k} | {_cell(v)} |" for k, v in env.get("packages", {}).items()]
-    return "\n".join(lines) + "\n"
+    return lines + [f"| {k} | {_cell(v)} |" for k, v in env.get("packages", {}).items()]
 
 
 def write_status_page(records: list[dict] | None = None, page: Path | None = None,

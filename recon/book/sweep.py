@@ -7,21 +7,18 @@ the **store** (a folder) does not hold yet and writes one JSON record per cell;
 :func:`load_table` reads the records back as a tidy :class:`pandas.DataFrame`.
 
 Store layout: ``STORE/<key>.json``, where ``key`` = :func:`cell_key` = a SHA-256 prefix of
-the canonical JSON of ``{"fn": "module:qualname", "params": {...}}``. A changed parameter
-(or another cell function) is therefore a new file, never a stale hit. Each record holds::
+the canonical JSON of ``{"fn": "module:qualname", "params": {...}, "version": "..."}``, the
+version being the code's (:func:`code_version`, passed as ``run_sweep(version=...)``; left
+out of the key when empty). A changed parameter, another cell function or changed code is
+therefore a new file, never a stale hit. Each record holds::
 
-    key, grid, fn, params, status ("ok" | "failed"), metrics, error, traceback,
-    runtime_s, batch_size, versions {python, jax, numpy, recon}, host, timestamp (UTC)
+    key, grid, fn, params, version, status ("ok" | "failed"), metrics, error, traceback,
+    runtime_s, versions {python, jax, numpy, recon}, host, timestamp (UTC)
 
 Records are written by the driver, atomically (temporary file in the store, ``fsync``,
 ``os.replace``), so Dask workers never need to see the store. A record that cannot be read,
 lacks keys, or whose ``fn``/``params`` do not match the cell it is filed under is reported
 with a :class:`CorruptRecordWarning` and recomputed.
-
-Batching (``batch_over="seed"``): the cells that differ only in ``seed`` are run by ONE call
-``fn(**others, seed=[s0, s1, ...])`` that must return a list of metric dicts, one per seed and
-in the same order, equal to what the one-seed calls would return (``fn`` may ``jax.vmap``
-over the seeds inside). Records stay one per cell, with the same keys as unbatched runs.
 
 YAML grid files (for ``python -m recon sweep --grid FILE.yml``)::
 
@@ -34,8 +31,9 @@ YAML grid files (for ``python -m recon sweep --grid FILE.yml``)::
     #   - {x: 1, y: 10}
     #   - {x: 2, y: 20}
     fixed: {y: 5}                  # optional, added to every cell
-    batch_over: seed               # optional
     retry_failed: true             # optional (default true)
+
+The command line keys its cells with :func:`code_version`.
 """
 
 from __future__ import annotations
@@ -68,6 +66,7 @@ __all__ = [
     "Summary",
     "CorruptRecordWarning",
     "cell_key",
+    "code_version",
     "function_name",
     "run_sweep",
     "load_table",
@@ -79,8 +78,8 @@ __all__ = [
 
 EXECUTORS = ("local", "dask")
 RECORD_KEYS = frozenset(
-    {"key", "grid", "fn", "params", "status", "metrics", "error", "traceback",
-     "runtime_s", "batch_size", "versions", "host", "timestamp"}
+    {"key", "grid", "fn", "params", "version", "status", "metrics", "error", "traceback",
+     "runtime_s", "versions", "host", "timestamp"}
 )
 _KEY_LENGTH = 24  # hex characters of SHA-256 kept in file names (96 bits)
 _VALUE_TYPES = (list, tuple, range)
@@ -221,11 +220,24 @@ def function_name(fn: Callable) -> str:
     return f"{module}:{qualname}"
 
 
-def cell_key(fn: Callable | str, params: Mapping[str, Any]) -> str:
-    """Return the store key of a cell: SHA-256 prefix of canonical JSON of (fn name, params)."""
+def cell_key(fn: Callable | str, params: Mapping[str, Any], version: str = "") -> str:
+    """Return the store key of a cell: SHA-256 prefix of canonical JSON of (fn name, params,
+    code version; the version only when not empty)."""
     name = fn if isinstance(fn, str) else function_name(fn)
-    text = _canonical({"fn": name, "params": dict(params)})
-    return hashlib.sha256(text.encode()).hexdigest()[:_KEY_LENGTH]
+    keyed = {"fn": name, "params": dict(params)} | ({"version": version} if version else {})
+    return hashlib.sha256(_canonical(keyed).encode()).hexdigest()[:_KEY_LENGTH]
+
+
+def code_version() -> str:
+    """A short hash (12 hex digits) of every ``.py`` file of the ``recon`` package (the
+    science, the chapters and the book), for ``run_sweep(version=...)``: results cached by
+    other code are never reused."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- records
@@ -259,46 +271,34 @@ def _plain_metrics(metrics: Any) -> dict:
 
 
 def _outcome(status: str, metrics: dict | None, error: str | None, tb: str | None,
-             runtime_s: float, batch_size: int) -> dict:
+             runtime_s: float) -> dict:
     """The part of a record produced where the cell ran (worker or driver)."""
     return {
         "status": status, "metrics": metrics, "error": error, "traceback": tb,
-        "runtime_s": runtime_s, "batch_size": batch_size, "versions": _versions(),
+        "runtime_s": runtime_s, "versions": _versions(),
         "host": socket.gethostname(),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def _failure(err: BaseException, runtime_s: float, batch_size: int) -> dict:
+def _failure(err: BaseException, runtime_s: float) -> dict:
     """An outcome for a cell whose function raised ``err``."""
     tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    return _outcome("failed", None, f"{type(err).__name__}: {err}", tb, runtime_s, batch_size)
+    return _outcome("failed", None, f"{type(err).__name__}: {err}", tb, runtime_s)
 
 
-def _run_task(fn: Callable, params: dict, batch_over: str | None, batch: list) -> list[dict]:
-    """Run one task (one cell, or one batch of cells) and return one outcome per cell.
+def _run_cell(fn: Callable, params: dict) -> dict:
+    """Run one cell and return its outcome.
 
-    Exceptions from ``fn`` are caught and turned into "failed" outcomes, so a failing cell
+    Exceptions from ``fn`` are caught and turned into a "failed" outcome, so a failing cell
     never stops the sweep. Runs on the driver or on a Dask worker.
     """
     start = time.perf_counter()
     try:
-        if batch_over is None:
-            results = [fn(**params)]
-        else:
-            results = fn(**params, **{batch_over: list(batch)})
-            if not isinstance(results, Sequence) or len(results) != len(batch):
-                raise TypeError(
-                    f"batched cell function must return a list of {len(batch)} metric dicts "
-                    f"(one per {batch_over}), got {type(results).__name__}"
-                    + (f" of length {len(results)}" if isinstance(results, Sequence) else "")
-                )
-        metrics = [_plain_metrics(m) for m in results]
+        metrics = _plain_metrics(fn(**params))
     except Exception as err:  # noqa: BLE001 - every failure is recorded, none kills the sweep
-        elapsed = (time.perf_counter() - start) / len(batch)
-        return [_failure(err, elapsed, len(batch)) for _ in batch]
-    elapsed = (time.perf_counter() - start) / len(batch)
-    return [_outcome("ok", m, None, None, elapsed, len(batch)) for m in metrics]
+        return _failure(err, time.perf_counter() - start)
+    return _outcome("ok", metrics, None, None, time.perf_counter() - start)
 
 
 def _write_json_atomic(path: Path, record: dict) -> None:
@@ -323,6 +323,7 @@ def _read_record(path: Path) -> tuple[dict | None, str | None]:
         return None, f"not valid JSON ({err})"
     if not isinstance(record, dict):
         return None, f"not a JSON object but {type(record).__name__}"
+    record.setdefault("version", "")  # records written before the code version was keyed
     missing = RECORD_KEYS - set(record)
     if missing:
         return None, f"missing keys {sorted(missing)}"
@@ -330,10 +331,12 @@ def _read_record(path: Path) -> tuple[dict | None, str | None]:
         return None, f"unknown status {record['status']!r}"
     if record["status"] == "ok" and not isinstance(record["metrics"], dict):
         return None, "status ok but metrics is not a dict"
-    if not isinstance(record["params"], dict) or not isinstance(record["fn"], str):
-        return None, "params is not a dict or fn is not a string"
-    if record["key"] != path.stem or cell_key(record["fn"], record["params"]) != path.stem:
-        return None, "its fn/params do not hash to its file name"
+    if not all(isinstance(record[k], t) for k, t in (("params", dict), ("fn", str),
+                                                        ("version", str))):
+        return None, "params is not a dict, or fn or version is not a string"
+    key = cell_key(record["fn"], record["params"], record["version"])
+    if record["key"] != path.stem or key != path.stem:
+        return None, "its fn/params/version do not hash to its file name"
     return record, None
 
 
@@ -379,30 +382,6 @@ class Summary:
         )
 
 
-@dataclasses.dataclass
-class _Task:
-    """One unit of work: the shared params, and the cells (keys) it covers."""
-
-    params: dict
-    cells: list[dict]
-    keys: list[str]
-    batch: list
-
-
-def _make_tasks(cells: list[dict], keys: list[str], batch_over: str | None) -> list[_Task]:
-    """Group the cells to compute into tasks; with ``batch_over``, one task per other-params."""
-    if batch_over is None:
-        return [_Task(c, [c], [k], [None]) for c, k in zip(cells, keys)]
-    groups: dict[str, _Task] = {}
-    for cell, key in zip(cells, keys):
-        others = {n: v for n, v in cell.items() if n != batch_over}
-        task = groups.setdefault(_canonical(others), _Task(others, [], [], []))
-        task.cells.append(cell)
-        task.keys.append(key)
-        task.batch.append(cell[batch_over])
-    return list(groups.values())
-
-
 def _check_signature(fn: Callable, cells: list[dict]) -> None:
     """Raise TypeError if some cell's parameters cannot be passed to ``fn``."""
     try:
@@ -418,8 +397,8 @@ def _check_signature(fn: Callable, cells: list[dict]) -> None:
             ) from None
 
 
-def _check_options(executor: str | None, scheduler: Any, batch_over: str | None,
-                   max_cells: int | None, cells: list[dict]) -> str:
+def _check_options(executor: str | None, scheduler: Any, max_cells: int | None,
+                   version: str) -> str:
     """Validate the run options before anything is computed; return the executor name."""
     if executor is None:
         executor = "local" if scheduler is None else "dask"
@@ -429,12 +408,8 @@ def _check_options(executor: str | None, scheduler: Any, batch_over: str | None,
         raise ValueError('executor="dask" needs scheduler= (an address or a dask Client)')
     if executor == "local" and scheduler is not None:
         raise ValueError('scheduler= is only used with executor="dask"')
-    if batch_over is not None:
-        lacking = [c for c in cells if batch_over not in c]
-        if lacking:
-            raise ValueError(
-                f"batch_over={batch_over!r} but cell {lacking[0]} has no such parameter"
-            )
+    if not isinstance(version, str):
+        raise TypeError(f"version must be a string (e.g. code_version()), got {version!r}")
     if max_cells is not None and (isinstance(max_cells, bool) or not isinstance(max_cells, int)
                                   or max_cells < 0):
         raise ValueError(f"max_cells must be None or an integer >= 0, got {max_cells!r}")
@@ -450,46 +425,60 @@ def _prepare_store(store: str | os.PathLike) -> Path:
     return path
 
 
-def _lookup(path: Path, key: str, fn_name: str, cell: dict, summary: Summary) -> dict | None:
+def _lookup(path: Path, key: str, fn_name: str, cell: dict, version: str,
+            summary: Summary) -> dict | None:
     """Return the usable record of a cell, or None if it must be (re)computed."""
     file = path / f"{key}.json"
     if not file.exists():
         return None
     record, why = _read_record(file)
-    if record is not None and (record["fn"] != fn_name
+    if record is not None and (record["fn"] != fn_name or record["version"] != version
                                or _canonical(record["params"]) != _canonical(cell)):
-        record, why = None, "its fn/params differ from the cell filed under this key"
+        record, why = None, "its fn/params/version differ from the cell filed under this key"
     if record is None:
         summary.corrupt += 1
         _warn_corrupt(file, why, "it will be recomputed")
     return record
 
 
-def _execute_local(fn, tasks, batch_over):
-    """Yield ``(task, outcomes)`` running tasks one after another in this process."""
-    for task in tasks:
-        yield task, _run_task(fn, task.params, batch_over, task.batch)
+def _to_compute(path: Path, cells: list[dict], fn_name: str, version: str, retry_failed: bool,
+                summary: Summary) -> tuple[list[dict], list[str]]:
+    """The cells without a usable record in the store, and their keys; counts the reused
+    (and kept failed) records in ``summary``."""
+    todo, keys = [], []
+    for cell in cells:
+        key = cell_key(fn_name, cell, version)
+        record = _lookup(path, key, fn_name, cell, version, summary)
+        if record is not None and (record["status"] == "ok" or not retry_failed):
+            summary.reused += 1
+            summary.failed += record["status"] == "failed"
+        else:
+            todo.append(cell)
+            keys.append(key)
+    return todo, keys
 
 
-def _execute_dask(fn, tasks, batch_over, scheduler):
-    """Yield ``(task, outcomes)`` as Dask futures complete (``client.map`` + ``as_completed``)."""
+def _execute_local(fn, cells):
+    """Yield ``(index, outcome)`` running the cells one after another in this process."""
+    for i, cell in enumerate(cells):
+        yield i, _run_cell(fn, cell)
+
+
+def _execute_dask(fn, cells, scheduler):
+    """Yield ``(index, outcome)`` as Dask futures complete (``client.map`` + ``as_completed``)."""
     from dask.distributed import Client, as_completed
 
     own = not isinstance(scheduler, Client)
     client = Client(scheduler) if own else scheduler
-    futures = client.map(
-        _run_task, [fn] * len(tasks), [t.params for t in tasks], [batch_over] * len(tasks),
-        [t.batch for t in tasks], pure=False,
-    )
-    index = {f.key: t for f, t in zip(futures, tasks)}
+    futures = client.map(_run_cell, [fn] * len(cells), cells, pure=False)
+    index = {f.key: i for i, f in enumerate(futures)}
     try:
         for future in as_completed(futures):
-            task = index[future.key]
             try:
-                outcomes = future.result()
+                outcome = future.result()
             except Exception as err:  # noqa: BLE001 - lost worker, unpicklable fn, ...
-                outcomes = [_failure(err, 0.0, len(task.cells)) for _ in task.cells]
-            yield task, outcomes
+                outcome = _failure(err, 0.0)
+            yield index[future.key], outcome
     finally:
         client.cancel([f for f in futures if not f.done()])
         if own:
@@ -504,7 +493,7 @@ def run_sweep(
     executor: str | None = None,
     scheduler: Any = None,
     retry_failed: bool = True,
-    batch_over: str | None = None,
+    version: str = "",
     max_cells: int | None = None,
     progress: bool = True,
 ) -> Summary:
@@ -518,44 +507,36 @@ def run_sweep(
     ``executor``: ``"local"`` (default: sequential, in-process, so jitted JAX functions are
     reused across cells) or ``"dask"`` with ``scheduler`` = an address (``"tcp://..."``) or a
     ``dask.distributed.Client``; results are written by this process as they arrive.
-    ``batch_over``: a parameter name (e.g. ``"seed"``); see the module docstring.
+    ``version``: the code version (:func:`code_version`), part of every cell's key, so that
+    the cell function takes only the parameters it computes with.
     ``max_cells``: compute at most this many cells now (the rest stay pending).
     Returns a :class:`Summary`. All inputs are checked before any cell is computed.
     """
     started = time.perf_counter()
     cells = grid.cells()
     fn_name = function_name(fn)
-    executor = _check_options(executor, scheduler, batch_over, max_cells, cells)
+    executor = _check_options(executor, scheduler, max_cells, version)
     _check_signature(fn, cells)
     path = _prepare_store(store)
 
     summary = Summary(grid=grid.name, store=str(path), total=len(cells))
-    todo, todo_keys = [], []
-    for cell in cells:
-        key = cell_key(fn_name, cell)
-        record = _lookup(path, key, fn_name, cell, summary)
-        if record is not None and (record["status"] == "ok" or not retry_failed):
-            summary.reused += 1
-            summary.failed += record["status"] == "failed"
-        else:
-            todo.append(cell)
-            todo_keys.append(key)
+    todo, todo_keys = _to_compute(path, cells, fn_name, version, retry_failed, summary)
     limit = len(todo) if max_cells is None else min(max_cells, len(todo))
     summary.pending = len(todo) - limit
-    tasks = _make_tasks(todo[:limit], todo_keys[:limit], batch_over)
+    todo = todo[:limit]
 
     if executor == "local":
-        results = _execute_local(fn, tasks, batch_over)
+        results = _execute_local(fn, todo)
     else:
-        results = _execute_dask(fn, tasks, batch_over, scheduler)
+        results = _execute_dask(fn, todo, scheduler)
     with tqdm(total=limit, desc=grid.name, unit="cell", disable=not progress) as bar:
-        for task, outcomes in results:
-            for cell, key, outcome in zip(task.cells, task.keys, outcomes):
-                record = {"key": key, "grid": grid.name, "fn": fn_name, "params": cell, **outcome}
-                _write_json_atomic(path / f"{key}.json", record)
-                summary.computed += 1
-                summary.failed += outcome["status"] == "failed"
-            bar.update(len(task.cells))
+        for i, outcome in results:
+            record = {"key": todo_keys[i], "grid": grid.name, "fn": fn_name, "params": todo[i],
+                      "version": version, **outcome}
+            _write_json_atomic(path / f"{todo_keys[i]}.json", record)
+            summary.computed += 1
+            summary.failed += outcome["status"] == "failed"
+            bar.update(1)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -563,7 +544,7 @@ def run_sweep(
 # --------------------------------------------------------------------------- reading
 
 
-_BASE_COLUMNS = ["grid", "fn", "status", "runtime_s", "batch_size", "error", "timestamp", "key"]
+_BASE_COLUMNS = ["grid", "fn", "status", "runtime_s", "error", "timestamp", "version", "key"]
 
 
 def _row(record: dict) -> dict:
@@ -582,21 +563,36 @@ def load_table(
     store: str | os.PathLike,
     grid: Grid | str | None = None,
     fn: Callable | str | None = None,
+    version: str | None = None,
 ) -> pd.DataFrame:
     """Read the store as a tidy table: one row per record, params and metrics as columns.
 
     ``grid``: a :class:`Grid` keeps the records of its cells (in grid order), a string keeps
-    the records written under that grid name; ``fn`` keeps one cell function's records.
-    Columns: grid, fn, the parameters, the metrics, then status, runtime_s, batch_size, error,
-    timestamp, key. Corrupt records are warned about and left out.
+    the records written under that grid name; ``fn`` keeps one cell function's records;
+    ``version`` keeps the records of one code version (as given to :func:`run_sweep`).
+    Columns: grid, fn, the parameters, the metrics, then status, runtime_s, error,
+    timestamp, version, key. Corrupt records are warned about and left out.
     """
     path = Path(store)
     if not path.is_dir():
         raise ValueError(f"store {path} is not a folder")
-    fn_name = None if fn is None else (fn if isinstance(fn, str) else function_name(fn))
+    wanted = {"fn": None if fn is None else (fn if isinstance(fn, str) else function_name(fn)),
+              "grid": grid if isinstance(grid, str) else None, "version": version}
     order = None
     if isinstance(grid, Grid):
         order = {_canonical(c): i for i, c in enumerate(grid.cells())}
+    records = [r for r in _records(path)
+               if all(v is None or r[k] == v for k, v in wanted.items())
+               and (order is None or _canonical(r["params"]) in order)]
+    if order is not None:
+        records.sort(key=lambda r: (order[_canonical(r["params"])], r["fn"], r["version"]))
+        return _frame([_row(r) for r in records])
+    records.sort(key=lambda r: (r["grid"], r["fn"], _canonical(r["params"]), r["version"]))
+    return _sorted_by_params(_frame([_row(r) for r in records]), records)
+
+
+def _records(path: Path) -> list[dict]:
+    """Every well-formed record of the store ``path``; corrupt ones are warned about."""
     records = []
     for file in sorted(path.glob("*.json")):
         if file.name.startswith("."):
@@ -604,19 +600,9 @@ def load_table(
         record, why = _read_record(file)
         if record is None:
             _warn_corrupt(file, why, "left out of the table")
-            continue
-        if fn_name is not None and record["fn"] != fn_name:
-            continue
-        if isinstance(grid, str) and record["grid"] != grid:
-            continue
-        if order is not None and _canonical(record["params"]) not in order:
-            continue
-        records.append(record)
-    if order is not None:
-        records.sort(key=lambda r: (order[_canonical(r["params"])], r["fn"]))
-        return _frame([_row(r) for r in records])
-    records.sort(key=lambda r: (r["grid"], r["fn"], _canonical(r["params"])))
-    return _sorted_by_params(_frame([_row(r) for r in records]), records)
+        else:
+            records.append(record)
+    return records
 
 
 def _sorted_by_params(table: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
@@ -641,7 +627,7 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- files and CLI
 
 
-_FILE_KEYS = {"name", "cell", "params", "fixed", "batch_over", "retry_failed"}
+_FILE_KEYS = {"name", "cell", "params", "fixed", "retry_failed"}
 
 
 def resolve_function(spec: str) -> Callable:
@@ -667,7 +653,7 @@ def resolve_function(spec: str) -> Callable:
 def read_grid_file(path: str | os.PathLike) -> tuple[Grid, Callable, dict]:
     """Read a YAML grid file; return ``(grid, cell function, run options)``.
 
-    The run options are the optional ``batch_over`` and ``retry_failed`` keys, ready to be
+    The run options are the optional ``retry_failed`` key, ready to be
     passed to :func:`run_sweep`. The format is shown in the module docstring.
     """
     import yaml
@@ -684,18 +670,15 @@ def read_grid_file(path: str | os.PathLike) -> tuple[Grid, Callable, dict]:
             f"grid file {path}: unknown keys {sorted(unknown)} or missing 'cell'; "
             f"allowed keys are {sorted(_FILE_KEYS)} (name, cell, params required)"
         )
-    options = {k: spec[k] for k in ("batch_over", "retry_failed") if k in spec}
+    options = {k: spec[k] for k in ("retry_failed",) if k in spec}
     return Grid.from_dict(spec), resolve_function(spec["cell"]), options
 
 
-def demo_cell(x: float, y: float = 0.0, seed: int | list = 0, fail: bool = False):
+def demo_cell(x: float, y: float = 0.0, seed: int = 0, fail: bool = False):
     """A cheap deterministic cell for tests and examples: ``sum = x + y + seed``, ``prod = x*y``.
 
-    Raises ValueError when ``fail`` is true. Accepts a list of seeds too (the ``batch_over``
-    contract), returning one metrics dict per seed.
+    Raises ValueError when ``fail`` is true.
     """
-    if isinstance(seed, list):
-        return [demo_cell(x, y, s, fail) for s in seed]
     if fail:
         raise ValueError(f"demo_cell asked to fail at x={x}, y={y}, seed={seed}")
     return {"sum": x + y + seed, "prod": x * y, "seed_parity": seed % 2}
@@ -720,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid, fn, options = read_grid_file(args.grid)
     summary = run_sweep(
         grid, fn, args.store, scheduler=args.scheduler, max_cells=args.max_cells,
-        progress=not args.no_progress, **options,
+        version=code_version(), progress=not args.no_progress, **options,
     )
     print(summary)
     return 1 if summary.failed else 0

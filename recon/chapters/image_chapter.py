@@ -1,10 +1,10 @@
-"""The image chapters: random features on real images (``images_rf``), the two-layer network
-(``two_layer``) and the residual network (``resnet``).
+"""What the image chapters share: random features on real images (:mod:`.images_rf`), the
+two-layer network (:mod:`.two_layer`) and the residual network (:mod:`.resnet`).
 
-Each chapter has a settings dataclass (:class:`ImagesRF`, :class:`TwoLayerImages`,
-:class:`ResNetImages`) built from the notebook's parameters cell; building it checks every
-value, so a wrong parameter stops the notebook before anything is loaded or trained. The
-settings then do the work, so the notebooks stay thin:
+Each chapter has a settings dataclass built from the notebook's parameters in one call
+(``Settings.from_parameters(globals())``); building it checks every value, so a wrong
+parameter stops the notebook before anything is loaded or trained. The settings then do the
+work, so the notebooks stay thin:
 
 - :meth:`ImageChapter.load` loads the ``n`` images and puts them on the sphere of radius
   ``sqrt(d)`` (:func:`recon.images.to_sphere`), keeping each row's scale to undo it for display;
@@ -12,7 +12,10 @@ settings then do the work, so the notebooks stay thin:
   width for the networks), attacks its readout with the solver and evaluates the result
   (:class:`Outcome`);
 - :meth:`ImageChapter.sweep` repeats that over ``p = ratio * d * n`` for the chapter's
-  ``ratios``, and :func:`sweep_table` lays the outcomes out as a table.
+  ``ratios``, and :func:`sweep_table` lays the outcomes out as a table;
+- :func:`grid_figure`, :func:`quality_figure` and :func:`sweep_figure` draw and save the
+  chapter's three figures, and :meth:`ImageChapter.headline` names and rounds the numbers the
+  text quotes.
 
 The truth is used only to evaluate and display (and to draw the solver's error history);
 the solver sees ``theta``, the feature map and ``n``, nothing else.
@@ -20,17 +23,22 @@ the solver sees ``theta``, the feature map and ``n``, nothing else.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import pandas as pd
+from flax import nnx
+from tqdm.auto import tqdm
 
-from recon import checks, images
-from recon.models import ACTIVATIONS
-
-# Shape of one image of each source before downsampling (patches: the default 32x32 cut).
-SOURCE_SHAPES = {"cifar10": images.CIFAR10_SHAPE, "digits": images.DIGITS_SHAPE,
-                 "patches": (32, 32, 3)}
+from recon import checks, images, metrics, plots, problems, train
+from recon import solver as solvers
+from recon.book import figures
+from recon.book.glue import decimals, significant
+from recon.chapters.settings import ChapterSettings
+from recon.loss import projection_loss
 
 
 class ChapterData(NamedTuple):
@@ -45,12 +53,12 @@ class ChapterData(NamedTuple):
     @property
     def n(self) -> int:
         """Number of training images."""
-        return self.X.shape[0]
+        return self.dataset.n
 
     @property
     def d(self) -> int:
         """Input dimension ``H*W*C``."""
-        return self.X.shape[1]
+        return self.dataset.d
 
     @property
     def dn(self) -> int:
@@ -124,29 +132,33 @@ class Outcome(NamedTuple):
         """Mean PSNR (dB) over the images (``inf`` if an image is reproduced exactly)."""
         return float(np.mean(self.psnr))
 
+    def summary(self) -> str:
+        """One line: ``p / (d n)``, the training, the solver's run and what it recovered."""
+        trained = (f"train loss {self.train_loss:.1e} after {self.train_steps} steps"
+                   if self.train_steps else f"train MSE {self.train_loss:.1e} (closed form)")
+        return (f"p / (d n) = {self.p_over_dn:.2f}: {trained}; projection loss {self.loss:.1e} "
+                f"(at the true images {self.loss_at_truth:.1e}) after {self.iterations} steps "
+                f"({self.seconds:.1f} s + {self.compile_seconds:.1f} s compiling); recovered "
+                f"{self.recovered_fraction:.0%}, mean SSIM {self.mean_ssim:.3f}")
+
 
 def evaluate(data: ChapterData, X_hat, threshold: float = 1e-2, ssim_level: float = 0.4):
     """Compare a reconstruction ``X_hat`` (rows on the sphere, any order and signs) with the
     training images: Hungarian matching with the sign-aware error, each matched row flipped to
-    the sign that matches its training row, then the errors and the image metrics.
+    the sign that matches its training row (:func:`recon.metrics.align`), then the errors and
+    the image metrics.
 
     Returns a dict with the :class:`Outcome` fields ``X_hat`` ... ``ssim_success``.
     """
-    from recon import metrics
-
-    X = np.asarray(data.X, np.float64)
-    matching = metrics.match(X_hat, X, sign_aware=True)
-    X_hat = np.asarray(X_hat, np.float64)[matching.order]
-    signs = np.where(np.sum(X_hat * X, axis=1, keepdims=True) < 0, -1.0, 1.0)
-    X_hat = X_hat * signs
-    images_hat = data.dataset.to_images(images.from_sphere(X_hat, data.scale))
+    aligned = metrics.align(X_hat, data.X, sign_aware=True)
+    images_hat = data.dataset.to_images(images.from_sphere(aligned.X_hat, data.scale))
     quality = metrics.image_metrics(data.dataset.to_images(), images_hat)
     return {
-        "X_hat": X_hat,
-        "errors": matching.errors,
-        "sign_flips": int(np.sum(signs < 0)),
-        "recovered_fraction": float(np.mean(matching.errors < threshold)),
-        "mean_error": float(np.mean(matching.errors)),
+        "X_hat": aligned.X_hat,
+        "errors": aligned.errors,
+        "sign_flips": int(np.sum(aligned.signs < 0)),
+        "recovered_fraction": float(np.mean(aligned.errors < threshold)),
+        "mean_error": float(np.mean(aligned.errors)),
         "images_hat": images_hat,
         "psnr": quality.psnr,
         "ssim": quality.ssim,
@@ -154,38 +166,8 @@ def evaluate(data: ChapterData, X_hat, threshold: float = 1e-2, ssim_level: floa
     }
 
 
-def loss_at(problem, X, ridge: float = 1e-10) -> float:
-    """The projection loss ``L(X)`` of ``problem`` at the inputs ``X`` (one jit-compiled call,
-    the model's arrays passed as arguments, not baked in as constants). A diagnostic: at the
-    true data it is 0 for random features and a small floor for trained networks."""
-    import jax
-
-    from recon.loss import projection_residual
-
-    def loss(state, theta, X):
-        r = projection_residual(problem.features(state, X), theta, ridge)
-        theta = theta.astype(r.dtype)
-        return (r @ r) / (theta @ theta)
-
-    return float(jax.jit(loss)(problem.state, problem.theta, X))
-
-
-def _ratios(value) -> list[float]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise TypeError(f"ratios must be a non-empty list of numbers p/(d n), got {value!r}")
-    ratios = [checks.positive_float("ratios", r) for r in value]
-    if any(b <= a for a, b in zip(ratios, ratios[1:])):
-        raise ValueError(f"ratios must be increasing, got {ratios}")
-    return ratios
-
-
-def _optional_positive(name: str, value):
-    """``None`` stays ``None`` (the preset's value); else a positive real number."""
-    return None if value is None else checks.positive_float(name, value)
-
-
 @dataclass(frozen=True)
-class ImageChapter:
+class ImageChapter(ChapterSettings):
     """Settings shared by the image chapters.
 
     Attributes:
@@ -206,11 +188,14 @@ class ImageChapter:
         threshold: a sample counts as recovered when its matched error is below this.
         ssim_level: an image counts as reconstructed when its SSIM is above this (0.4 in the
             paper).
+        show: how many images the grid figure shows (spread evenly over the classes).
     """
 
     task: ClassVar[str] = "binary"
     normalization: ClassVar[str] = "global"
     size_name: ClassVar[str] = "p"
+    p_formula: ClassVar[str] = "p"
+    unset: ClassVar[dict] = {"classes": [], "data_root": "", "lr": 0, "tol": 0}
 
     dataset: str = "patches"
     n: int = 6
@@ -227,29 +212,14 @@ class ImageChapter:
     reseed_patience: int = 300
     threshold: float = 1e-2
     ssim_level: float = 0.4
+    show: int = 10
 
     def __post_init__(self):
-        checks.choice("dataset", self.dataset, images.DATASETS)
-        checks.positive_int("n", self.n)
-        if self.task == "binary" and self.n % 2:
-            raise ValueError(f"n must be even (two classes, n/2 images each), got n={self.n}")
-        if self.classes is not None:
-            if isinstance(self.classes, (str, bytes)) or not isinstance(self.classes,
-                                                                        (list, tuple)):
-                raise TypeError(f"classes must be a list of class names or indices (or empty "
-                                f"for the default), got {self.classes!r}")
-            object.__setattr__(self, "classes", list(self.classes) or None)
-        checks.positive_int("downsample", self.downsample)
-        H, W, _ = SOURCE_SHAPES[self.dataset]
-        if H % self.downsample or W % self.downsample:
-            raise ValueError(f"downsample={self.downsample} must divide the {H}x{W} images of "
-                             f"{self.dataset!r}")
-        checks.positive_int("sample_seed", self.sample_seed, minimum=-1)
-        if self.data_root is not None and not isinstance(self.data_root, str):
-            raise TypeError(f"data_root must be a folder path (str), got {self.data_root!r}")
-        object.__setattr__(self, "ratios", _ratios(self.ratios))
+        self._check_data()
+        object.__setattr__(self, "ratios", checks.increasing_ratios("ratios", self.ratios))
         checks.nonnegative_int("seed", self.seed)
-        object.__setattr__(self, "lr", _optional_positive("lr", self.lr))
+        if self.lr is not None:
+            object.__setattr__(self, "lr", checks.positive_float("lr", self.lr))
         if self.tol is not None:
             checks.positive_float("tol", self.tol, allow_zero=True)
         checks.positive_int("max_steps", self.max_steps)
@@ -260,14 +230,31 @@ class ImageChapter:
                              f"got {self.reseed_patience}")
         checks.positive_float("threshold", self.threshold)
         checks.fraction("ssim_level", self.ssim_level)
+        checks.positive_int("show", self.show)
+
+    def _check_data(self) -> None:
+        """The dataset, the number of images, the classes and the downsampling factor."""
+        checks.choice("dataset", self.dataset, images.DATASETS)
+        checks.positive_int("n", self.n)
+        if self.task == "binary" and self.n % 2:
+            raise ValueError(f"n must be even (two classes, n/2 images each), got n={self.n}")
+        if self.classes is not None:
+            if isinstance(self.classes, (str, bytes)) or not isinstance(self.classes,
+                                                                        (list, tuple)):
+                raise TypeError(f"classes must be a list of class names or indices (or None "
+                                f"for the default), got {self.classes!r}")
+            object.__setattr__(self, "classes", list(self.classes))
+        images.downsampled_shape(images.SOURCE_SHAPES[self.dataset], self.downsample)
+        checks.positive_int("sample_seed", self.sample_seed, minimum=-1)
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            raise TypeError(f"data_root must be a folder path (str), got {self.data_root!r}")
 
     # ------------------------------------------------------------------ data
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of one training image after downsampling."""
-        H, W, C = SOURCE_SHAPES[self.dataset]
-        return (H // self.downsample, W // self.downsample, C)
+        return images.downsampled_shape(images.SOURCE_SHAPES[self.dataset], self.downsample)
 
     @property
     def d(self) -> int:
@@ -280,7 +267,8 @@ class ImageChapter:
         """``d * n``."""
         return self.d * self.n
 
-    def _load_kwargs(self) -> dict:
+    def load_options(self) -> dict:
+        """The chapter's selection arguments of :func:`recon.images.load_images`."""
         return {"task": self.task, "classes": self.classes}
 
     def load(self) -> ChapterData:
@@ -288,7 +276,7 @@ class ImageChapter:
         ds = images.load_images(self.dataset, self.n, normalization=self.normalization,
                                 downsample=self.downsample,
                                 seed=None if self.sample_seed < 0 else self.sample_seed,
-                                root=self.data_root, **self._load_kwargs())
+                                root=self.data_root, **self.load_options())
         X, scale = images.to_sphere(ds.X)
         return ChapterData(ds, np.asarray(X, np.float32), np.asarray(scale))
 
@@ -305,25 +293,36 @@ class ImageChapter:
 
     def size_for(self, ratio: float) -> int:
         """The model size whose readout has about ``ratio * d * n`` parameters."""
-        return max(1, int(round(ratio * self.dn / (self.p_of(1)))))
+        return max(1, round(ratio * self.dn / self.p_of(1)))
 
-    def make_solver(self):
+    def summary(self) -> str:
+        """``d``, ``d n`` and the main run's readout size ``p`` against ``d n``."""
+        p = self.p_of(self.main_size)
+        return (f"d = {self.d}, d n = {self.dn}, {self.p_formula} = {p}, "
+                f"p / (d n) = {p / self.dn:.2f}")
+
+    def make_solver(self) -> solvers.Solver:
         """The default solver preset with this chapter's overrides."""
-        from recon.solver import preset
-
         overrides = {"max_steps": self.max_steps, "restarts": self.restarts,
-                     "reseed_patience": self.reseed_patience}
-        if self.lr is not None:
-            overrides["lr"] = self.lr
-        if self.tol is not None:
-            overrides["tol"] = self.tol
-        return preset("default", **overrides)
+                     **self.reseeding()}
+        overrides.update({name: value for name, value in (("lr", self.lr), ("tol", self.tol))
+                          if value is not None})
+        return solvers.preset("default", **overrides)
+
+    def reseeding(self) -> dict:
+        """The solver's re-seeding of stuck starts every ``reseed_patience`` steps; with
+        ``reseed_patience=0`` it is off, and so is the cloning that happens at its checks."""
+        if self.reseed_patience:
+            return {"reseed": solvers.Reseed(patience=self.reseed_patience)}
+        return {"reseed": None, "cloning": None}
 
     def keys(self):
         """``(key_model, key_solver)`` split from ``seed``."""
-        import jax
-
         return tuple(jax.random.split(jax.random.key(self.seed), 2))
+
+    def rngs(self) -> nnx.Rngs:
+        """The model's random streams, drawn from ``key_model``."""
+        return nnx.Rngs(params=self.keys()[0])
 
     def train(self, data: ChapterData, size: int, progress: bool = True):
         """Train a model of ``size``; returns ``(problem, train_loss, train_steps)``."""
@@ -332,10 +331,6 @@ class ImageChapter:
     def run(self, data: ChapterData, size: int, progress: bool = True) -> Outcome:
         """Train a model of ``size`` on ``data``, reconstruct its training images from the
         readout alone, and evaluate the reconstruction against the truth."""
-        import jax.numpy as jnp
-
-        from recon import solver as solvers
-
         size = checks.positive_int(self.size_name, size)
         problem, train_loss, train_steps = self.train(data, size, progress)
         truth = jnp.asarray(data.X, problem.theta.dtype)
@@ -343,7 +338,7 @@ class ImageChapter:
         result = solvers.solve(problem, solver, self.keys()[1], truth=truth, progress=progress)
         if not np.all(np.isfinite(np.asarray(result.X))):
             raise FloatingPointError("the reconstruction contains NaN")
-        loss_at_truth = loss_at(problem, truth, solver.ridge)
+        loss_at_truth = float(projection_loss(problem, truth, solver.ridge))
         p = problem.P
         return Outcome(size=size, p=p, p_over_dn=p / data.dn, train_loss=float(train_loss),
                        train_steps=int(train_steps), loss=result.loss,
@@ -357,8 +352,6 @@ class ImageChapter:
         """:meth:`run` at the size of every ratio in ``ratios``, sorted by ``p``. The chapter's
         ``main`` run is part of the result: reused where its size comes up in the sweep,
         added otherwise."""
-        from tqdm.auto import tqdm
-
         outcomes = []
         for ratio in tqdm(self.ratios, desc="sweep", disable=not progress, leave=False):
             size = self.size_for(ratio)
@@ -370,46 +363,45 @@ class ImageChapter:
             outcomes.append(main)
         return sorted(outcomes, key=lambda o: o.p)
 
-    def as_dict(self) -> dict:
-        """The settings as a plain dictionary (for figure sidecars)."""
-        return asdict(self)
+    def headline(self, data: ChapterData, main: Outcome, table: pd.DataFrame) -> dict:
+        """The numbers the chapter's text quotes, by glue name, rounded as it quotes them:
+        the data, the main run and the sweep (``table`` from :func:`sweep_table`)."""
+        below = table[table.p < data.dn]
+        full = table[table.recovered_fraction == 1.0]
+        return {
+            "dataset": data.dataset.name, "dataset_description": data.description(),
+            "n_images": data.n, "dn": data.dn,
+            "p_over_dn": decimals(main.p_over_dn, 2),
+            "recovered_fraction": main.recovered_fraction,
+            "mean_error": significant(main.mean_error, 3),
+            "mean_ssim": decimals(main.mean_ssim, 3),
+            "mean_psnr": decimals(main.mean_psnr, 1),
+            "ssim_success": main.ssim_success,
+            "sign_flips": main.sign_flips,
+            "loss": significant(main.loss, 2),
+            "iterations": main.iterations,
+            "seconds": decimals(main.seconds, 1),
+            "threshold": self.threshold,
+            "sweep_points": len(table),
+            "best_ssim_below_dn": decimals(below.mean_ssim.max(), 3) if len(below) else "n/a",
+            "first_full_recovery": decimals(full.p_over_dn.min(), 2) if len(full) else "none",
+        }
 
 
 @dataclass(frozen=True)
-class ImagesRF(ImageChapter):
-    """Random features on real images: binary task (labels ``-1/+1``), images standardised
-    by one global mean and standard deviation, ``phi(x) = act(V x)`` with ``p`` features,
-    ``theta`` the minimum-norm interpolator; ``size`` is ``p``."""
+class NetworkChapter(ImageChapter):
+    """Settings shared by the trained networks: every weight trained by full-batch gradient
+    descent (:func:`recon.train.train_full_batch`), then the change of the readout attacked.
 
-    downsample: int = 4
-    p: int = 5760
-    activation: str = "relu"
-
-    def __post_init__(self):
-        super().__post_init__()
-        checks.positive_int("p", self.p)
-        checks.choice("activation", self.activation, ACTIVATIONS)
-
-    def train(self, data: ChapterData, size: int, progress: bool = True):
-        """RF with ``p = size`` features, ``theta`` set to the min-norm interpolator."""
-        import jax.numpy as jnp
-        from flax import nnx
-
-        from recon import problems, train
-        from recon.models import RandomFeatures
-
-        model = RandomFeatures(data.d, size, self.activation,
-                               rngs=nnx.Rngs(params=self.keys()[0]))
-        fit = train.fit_min_norm(model, jnp.asarray(data.X), jnp.asarray(data.dataset.y))
-        return problems.random_features_problem(model, data.n), fit.train_mse, 0
-
-
-@dataclass(frozen=True)
-class _Network(ImageChapter):
-    """Shared settings of the trained networks (every weight trained by full-batch gradient
-    descent, :func:`recon.train.train_full_batch`)."""
+    Attributes:
+        width: the main run's width (hidden units or channels).
+        train_lr: gradient-descent learning rate; ``None`` picks ``1/lambda_max`` of the
+            Gauss-Newton matrix.
+        train_steps, train_tol: training's step budget and loss tolerance.
+    """
 
     size_name: ClassVar[str] = "width"
+    unset: ClassVar[dict] = {**ImageChapter.unset, "train_lr": 0}
 
     width: int = 1600
     train_lr: float | None = None
@@ -421,21 +413,19 @@ class _Network(ImageChapter):
     def __post_init__(self):
         super().__post_init__()
         checks.positive_int("width", self.width)
-        object.__setattr__(self, "train_lr", _optional_positive("train_lr", self.train_lr))
+        if self.train_lr is not None:
+            object.__setattr__(self, "train_lr", checks.positive_float("train_lr",
+                                                                       self.train_lr))
         checks.positive_int("train_steps", self.train_steps)
         checks.positive_float("train_tol", self.train_tol, allow_zero=True)
 
-    def model(self, data: ChapterData, width: int):
+    def model(self, data: ChapterData, width: int) -> nnx.Module:
         """A freshly initialised network of ``width``."""
         raise NotImplementedError
 
     def train(self, data: ChapterData, size: int, progress: bool = True):
         """The network of ``width = size``, every weight trained; the problem attacks the
         change of its readout."""
-        import jax.numpy as jnp
-
-        from recon import problems, train
-
         model = self.model(data, size)
         report = train.train_full_batch(model, jnp.asarray(data.X), jnp.asarray(data.dataset.y),
                                         lr=self.train_lr or "auto", max_steps=self.train_steps,
@@ -444,105 +434,26 @@ class _Network(ImageChapter):
                                            data.n)
         return problem, report.final_loss, report.steps
 
-
-@dataclass(frozen=True)
-class TwoLayerImages(_Network):
-    """The two-layer network ``W2 act(W1 x)`` on the first ``k`` classes (``n/k`` images
-    each, one-hot targets, globally standardised images); the readout ``W2`` is attacked, so
-    ``p = width * k``."""
-
-    task: ClassVar[str] = "multiclass"
-
-    dataset: str = "digits"
-    n: int = 10
-    width: int = 3200
-    reseed_patience: int = 300
-    k: int = 2
-    activation: str = "relu"
-
-    def __post_init__(self):
-        super().__post_init__()
-        checks.positive_int("k", self.k)
-        checks.choice("activation", self.activation, ACTIVATIONS)
-        if self.n % self.k:
-            raise ValueError(f"n must be a multiple of k={self.k} (n/k images per class), "
-                             f"got n={self.n}")
-
-    def _load_kwargs(self) -> dict:
-        return {"task": "multiclass", "classes": self.classes, "k": self.k}
-
-    def p_of(self, size: int) -> int:
-        """``p = width * k``."""
-        return size * self.k
-
-    def model(self, data: ChapterData, width: int):
-        """A fresh :class:`recon.networks.TwoLayer`."""
-        from flax import nnx
-
-        from recon.networks import TwoLayer
-
-        return TwoLayer(data.d, width, k=self.k, activation=self.activation,
-                        rngs=nnx.Rngs(params=self.keys()[0]))
+    def headline(self, data: ChapterData, main: Outcome, table: pd.DataFrame) -> dict:
+        """:meth:`ImageChapter.headline` and the training, the loss floor at the truth, the
+        largest error of the main run and the best mean error of the sweep."""
+        return {
+            **super().headline(data, main, table),
+            "p": main.p,
+            "train_loss": significant(main.train_loss, 2),
+            "train_steps": main.train_steps,
+            "max_error": significant(main.errors.max(), 3),
+            "loss_at_truth": significant(main.loss_at_truth, 2),
+            "best_sweep_error": significant(table.mean_error.min(), 3),
+        }
 
 
-@dataclass(frozen=True)
-class ResNetImages(_Network):
-    """The paper's residual network on a binary task (labels ``-1/+1``, images normalised per
-    channel): a ``stem_kernel`` stem, ``blocks`` residual blocks of ``width`` channels, and a
-    linear head on the ``Hm x Wm x width`` maps; the head is attacked, so
-    ``p = width * Hm * Wm``."""
+# ---------------------------------------------------------------------- tables and figures
 
-    normalization: ClassVar[str] = "channel"
-
-    dataset: str = "digits"
-    n: int = 4
-    width: int = 102
-    restarts: int = 4
-    blocks: int = 2
-    stem_kernel: int = 6
-    stem_padding: int = 1
-
-    def __post_init__(self):
-        super().__post_init__()
-        checks.nonnegative_int("blocks", self.blocks)
-        checks.positive_int("stem_kernel", self.stem_kernel)
-        checks.nonnegative_int("stem_padding", self.stem_padding)
-        H, W, _ = self.image_shape
-        if min(self.feature_map_shape) < 1:
-            padded = min(H, W) + 2 * self.stem_padding
-            raise ValueError(f"stem_kernel={self.stem_kernel} with stem_padding="
-                             f"{self.stem_padding} does not fit the {H}x{W} images: it must be "
-                             f"at most {padded}")
-
-    @property
-    def feature_map_shape(self) -> tuple[int, int]:
-        """``(Hm, Wm)``, the maps after the stem: ``H + 2 padding - kernel + 1``."""
-        H, W, _ = self.image_shape
-        grow = 2 * self.stem_padding - self.stem_kernel + 1
-        return (H + grow, W + grow)
-
-    def p_of(self, size: int) -> int:
-        """``p = width * Hm * Wm``."""
-        Hm, Wm = self.feature_map_shape
-        return size * Hm * Wm
-
-    def model(self, data: ChapterData, width: int):
-        """A fresh :class:`recon.networks.ResNet`."""
-        from flax import nnx
-
-        from recon.networks import ResNet
-
-        return ResNet(data.dataset.image_shape, width, blocks=self.blocks,
-                      stem_kernel=self.stem_kernel, stem_padding=self.stem_padding, k=1,
-                      rngs=nnx.Rngs(params=self.keys()[0]))
-
-
-def sweep_table(outcomes: list[Outcome]):
-    """The sweep as a ``pandas.DataFrame``, one row per model size."""
-    import pandas as pd
-
+def sweep_table(outcomes: list[Outcome], size_column: str = "size") -> pd.DataFrame:
+    """The sweep as a table, one row per model size (the size in column ``size_column``)."""
     return pd.DataFrame([{
-        "size": o.size, "p": o.p, "p_over_dn": round(o.p_over_dn, 3),
+        size_column: o.size, "p": o.p, "p_over_dn": round(o.p_over_dn, 3),
         "mean_error": o.mean_error, "recovered_fraction": o.recovered_fraction,
         "mean_ssim": o.mean_ssim, "mean_psnr": o.mean_psnr, "ssim_success": o.ssim_success,
         "loss": o.loss, "loss_at_truth": o.loss_at_truth, "train_loss": o.train_loss,
@@ -550,17 +461,15 @@ def sweep_table(outcomes: list[Outcome]):
     } for o in outcomes])
 
 
-def image_table(data: ChapterData, outcome: Outcome):
-    """Per-image results of one run: class, matched error, PSNR and SSIM."""
-    import pandas as pd
-
+def image_table(data: ChapterData, outcome: Outcome) -> pd.DataFrame:
+    """Per-image results of one run, rounded for display: class, matched error, PSNR, SSIM."""
     ds = data.dataset
     return pd.DataFrame({
         "class": [ds.classes[c] for c in ds.labels],
         "error": outcome.errors,
         "PSNR (dB)": outcome.psnr,
         "SSIM": outcome.ssim,
-    }).rename_axis("image")
+    }).rename_axis("image").round({"error": 4, "PSNR (dB)": 1, "SSIM": 3})
 
 
 def shown(n: int, count: int) -> np.ndarray:
@@ -570,3 +479,37 @@ def shown(n: int, count: int) -> np.ndarray:
     if count >= n:
         return np.arange(n)
     return np.unique(np.linspace(0, n - 1, count).round().astype(int))
+
+
+def grid_figure(name: str, settings: ImageChapter, data: ChapterData, main: Outcome) -> dict:
+    """Draw ``settings.show`` training images above their matched reconstructions, titled
+    with class and SSIM, and save the figure as ``name``; returns the files written."""
+    ds = data.dataset
+    index = shown(data.n, settings.show)
+    titles = [f"{ds.classes[c]}\nSSIM {s:.2f}" for c, s in zip(ds.labels, main.ssim)]
+    fig = plots.plot_image_grid(ds.to_images()[index], main.images_hat[index],
+                                [titles[i] for i in index])
+    return figures.save_figure(fig, name, params=settings.as_dict(),
+                               data={"dataset": data.description(), "shown": index,
+                                     "ssim": main.ssim, "psnr": main.psnr,
+                                     "errors": main.errors})
+
+
+def quality_figure(name: str, settings: ImageChapter, main: Outcome) -> dict:
+    """Draw each matched reconstruction's PSNR and SSIM (with ``settings.ssim_level``) and save
+    the figure as ``name``; returns the files written."""
+    fig = plots.plot_image_quality(main.psnr, main.ssim, settings.ssim_level)
+    return figures.save_figure(fig, name, params=settings.as_dict(),
+                               data={"psnr": main.psnr, "ssim": main.ssim,
+                                     "level": settings.ssim_level})
+
+
+def sweep_figure(name: str, settings: ImageChapter, data: ChapterData, main: Outcome,
+                 table: pd.DataFrame) -> dict:
+    """Draw the sweep's mean error and mean SSIM against ``p`` (``p = d n`` and the main run
+    marked) and save the figure as ``name``; returns the files written."""
+    fig = plots.plot_error_against_p(table, data.dn, settings.threshold, settings.ssim_level,
+                                     main_p=main.p)
+    return figures.save_figure(fig, name, params=settings.as_dict(),
+                               data={"dataset": data.description(), "dn": data.dn,
+                                     "table": table.to_dict("list")})

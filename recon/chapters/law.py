@@ -1,38 +1,36 @@
 """The law of reconstruction: the phase transition at ``p = d*n``.
 
-One sweep cell trains a random-features model at ``p = ratio * d * n`` and attacks its
-``theta``; :func:`empirical_threshold` turns the recovered fractions along ``ratio`` into the
-threshold ``p*/(d*n)`` (where half the samples are recovered), and :func:`fit_slope` fits
-``log p* = slope * log(d n) + c`` across sizes. The label-fitting law (interpolation at
-``p = n``) comes from :func:`label_fit_curve`.
+One sweep cell (:func:`rf_cell`) trains a random-features model at ``p = ratio * d * n`` and
+attacks its ``theta``; :func:`run_grid` runs the chapter's grid (:class:`LawSweep`) as a
+cached sweep. :func:`empirical_threshold` turns the recovered fractions along ``ratio`` into
+the threshold ``p*/(d*n)`` (where half the samples are recovered), and :func:`fit_slope` fits
+``log p* = slope * log(d n) + c`` across sizes (:func:`threshold_summary` does both for the
+chapter). The label-fitting law (interpolation at ``p = n``) comes from
+:func:`label_fit_curve`; :func:`silent_features` finds the cells where ``theta`` does not
+single out the data; :func:`headline` gives the numbers the chapter quotes.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
-from recon import checks
+from recon import checks, metrics, precision, problems
+from recon.book import benchmark_report, glue, sweep
+from recon.chapters.settings import ChapterSettings
 from recon.models import ACTIVATIONS
+from recon.solver import preset, solve
 
 
-def code_version() -> str:
-    """A short hash of the library's source, stored with every sweep cell so that cached
-    results from older code are never reused."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
+@precision.float64
 def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
-            solver: str = "default", max_steps: int = 4000, threshold: float = 1e-2,
-            code: str = "") -> dict:
+            solver: str = "default", max_steps: int = 4000, threshold: float = 1e-2) -> dict:
     """Train RF with ``p = round(ratio * d * n)`` features on ``n`` synthetic samples and
     reconstruct them from ``theta`` with the solver preset ``solver``.
 
@@ -41,16 +39,12 @@ def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
     reached, the solver's seconds, ``active_features`` (features nonzero at some training
     input: a ReLU feature that is off at all of them gives ``theta_j = 0`` and no equation)
     and ``zero_loss_elsewhere`` (the tolerance was reached at a different dataset: ``theta``
-    does not single out the data, whatever the solver). ``code`` is only part of the cache
-    key.
+    does not single out the data, whatever the solver). Runs in float64 (also on a Dask
+    worker).
     """
-    from recon import metrics, problems
-    from recon.problems import setup_synthetic_rf
-    from recon.solver import preset, solve
-
     ratio = checks.positive_float("ratio", ratio)
     p = max(1, int(round(ratio * d * n)))
-    dataset, model, fit, key = setup_synthetic_rf(n, d, p, seed, activation)
+    dataset, model, fit, key = problems.setup_synthetic_rf(n, d, p, seed, activation)
     problem = problems.random_features_problem(model, n)
     start = time.perf_counter()
     result = solve(problem, preset(solver, max_steps=max_steps), key, progress=False)
@@ -71,13 +65,24 @@ def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
     }
 
 
+@precision.float64
 def label_fit_curve(n: int, d: int, ps, seeds, activation: str = "relu") -> np.ndarray:
     """Train MSE of the minimum-norm RF fit for each ``p`` in ``ps``, averaged over ``seeds``:
     it drops to zero at ``p = n`` (interpolation), long before ``p = d*n``."""
-    from recon.problems import setup_synthetic_rf
-
-    return np.array([[setup_synthetic_rf(n, d, int(p), s, activation)[2].train_mse
+    return np.array([[problems.setup_synthetic_rf(n, d, int(p), s, activation).fit.train_mse
                       for s in seeds] for p in ps]).mean(axis=1)
+
+
+def label_fit_table(settings: LawSweep) -> pd.DataFrame:
+    """The label-fitting law for every size ``(n, d)`` of ``settings``: the train MSE at nine
+    ``p`` from ``n/4`` to ``10 n`` (geometric, first seed), one row per ``(n, d, p)``."""
+    rows = []
+    for n, d in settings.sizes:
+        ps = np.unique(np.geomspace(max(1, n // 4), 10 * n, 9).astype(int))
+        for p, mse in zip(ps, label_fit_curve(n, d, ps, settings.seeds[:1],
+                                              settings.activation)):
+            rows.append({"n": n, "d": d, "p": int(p), "train_mse": float(mse)})
+    return pd.DataFrame(rows)
 
 
 def empirical_threshold(ratios, fractions, level: float = 0.5) -> float:
@@ -92,8 +97,7 @@ def empirical_threshold(ratios, fractions, level: float = 0.5) -> float:
     if ratios.shape != fractions.shape or ratios.ndim != 1 or len(ratios) == 0:
         raise ValueError(f"ratios and fractions must be 1-d of equal length, got "
                          f"{ratios.shape} and {fractions.shape}")
-    if np.any(np.diff(ratios) <= 0):
-        raise ValueError("ratios must be increasing")
+    checks.increasing_ratios("ratios", ratios.tolist())
     above = np.flatnonzero(fractions >= level)
     if above.size == 0:
         return float("nan")
@@ -130,6 +134,7 @@ def fit_slope(dn, p_star) -> tuple[float, float]:
 
 
 def _band(ax, table, x, y, label, style=None):
+    """Plot the mean of ``y`` against ``x`` with a band from its min to its max."""
     stats = table.groupby(x)[y].agg(["mean", "min", "max"]).sort_index()
     (line,) = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=label, **(style or {}))
     ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15)
@@ -139,8 +144,6 @@ def plot_law(table, reference=None, y: str = "mean_error", ylabel: str = "mean m
              log_y: bool = True):
     """``y`` against ``p/(d n)``, one curve per ``(n, d)`` (mean, band = min..max over seeds),
     the ``reference`` preset's rows dashed, and the threshold ``p = d n`` marked."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots()
     for (n, d), group in table.groupby(["n", "d"]):
         _band(ax, group, "ratio", y, f"n={n}, d={d}")
@@ -161,8 +164,6 @@ def plot_law(table, reference=None, y: str = "mean_error", ylabel: str = "mean m
 def plot_two_laws(fit_table, table):
     """Left: train MSE against ``p/n`` (labels are fitted from ``p = n``). Right:
     reconstruction error against ``p/(d n)`` (the data is given away from ``p = d n``)."""
-    import matplotlib.pyplot as plt
-
     fig, (ax_fit, ax_rec) = plt.subplots(1, 2, figsize=(9, 3.4), sharey=False)
     for (n, d), group in fit_table.groupby(["n", "d"]):
         group = group.sort_values("p")
@@ -184,8 +185,6 @@ def plot_two_laws(fit_table, table):
 def plot_thresholds(dn, p_star, slope, intercept, reference=None):
     """Empirical threshold ``p*`` against ``d n`` (log-log), the fitted line and ``p = d n``;
     ``reference`` maps ``d n`` to the reference preset's ``p*``."""
-    import matplotlib.pyplot as plt
-
     dn = np.asarray(dn, float)
     p_star = np.asarray(p_star, float)
     fig, ax = plt.subplots()
@@ -205,9 +204,12 @@ def plot_thresholds(dn, p_star, slope, intercept, reference=None):
 
 
 @dataclass(frozen=True)
-class LawSweep:
+class LawSweep(ChapterSettings):
     """The law chapter's grid: RF reconstruction for every ``(n, d)`` in ``sizes``, every
-    ``p = ratio * d * n`` and every seed; the ``reference`` preset on ``reference_size``."""
+    ``p = ratio * d * n`` and every seed; the ``reference`` preset on ``reference_size``
+    (``None``, or ``[]`` in the parameters cell, skips it)."""
+
+    unset: ClassVar[dict] = {"reference_size": []}
 
     sizes: list
     ratios: list
@@ -220,12 +222,7 @@ class LawSweep:
 
     def __post_init__(self):
         object.__setattr__(self, "sizes", checks.size_pairs("sizes", self.sizes))
-        if not isinstance(self.ratios, (list, tuple)) or not self.ratios:
-            raise TypeError(f"ratios must be a non-empty list of numbers, got {self.ratios!r}")
-        ratios = [checks.positive_float("ratios", r) for r in self.ratios]
-        if any(b <= a for a, b in zip(ratios, ratios[1:])):
-            raise ValueError(f"ratios must be increasing, got {ratios}")
-        object.__setattr__(self, "ratios", ratios)
+        object.__setattr__(self, "ratios", checks.increasing_ratios("ratios", self.ratios))
         if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
             raise TypeError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
         object.__setattr__(self, "seeds", [checks.nonnegative_int("seeds", s) for s in self.seeds])
@@ -233,15 +230,13 @@ class LawSweep:
         checks.positive_int("max_steps", self.max_steps)
         checks.positive_int("reference_steps", self.reference_steps)
         checks.positive_float("threshold", self.threshold)
-        if self.reference_size:
-            object.__setattr__(self, "reference_size", checks.size_pairs("reference_size",
-                                                              [self.reference_size])[0])
-        else:
-            object.__setattr__(self, "reference_size", None)
+        if self.reference_size is not None:
+            object.__setattr__(self, "reference_size", checks.size_pairs(
+                "reference_size", [self.reference_size])[0])
 
-    def cells(self, code: str) -> list[dict]:
+    def cells(self) -> list[dict]:
         """Every sweep cell, default preset first, then the reference column."""
-        common = {"activation": self.activation, "threshold": self.threshold, "code": code}
+        common = {"activation": self.activation, "threshold": self.threshold}
         cells = [dict(n=n, d=d, ratio=r, seed=s, solver="default", max_steps=self.max_steps,
                       **common)
                  for n, d in self.sizes for r in self.ratios for s in self.seeds]
@@ -252,6 +247,109 @@ class LawSweep:
                       for r in self.ratios for s in self.seeds]
         return cells
 
-    def as_dict(self) -> dict:
-        """The settings as a plain dictionary (for figure sidecars)."""
-        return asdict(self)
+
+def run_grid(settings: LawSweep, store: str = "", scheduler: str = "") -> pd.DataFrame:
+    """Run the chapter's grid as a sweep (:func:`recon.book.sweep.run_sweep`, keyed by the
+    code version) in ``store/law`` (``store`` empty: ``$RECON_CACHE``, else ``sweep-cache``),
+    locally or on the Dask ``scheduler``; print the summary and return the table of the
+    grid's records, one row per cell. Raises ``RuntimeError`` if a cell failed."""
+    path = os.path.join(store or os.environ.get("RECON_CACHE", "sweep-cache"), "law")
+    grid = sweep.Grid(name="law", params=settings.cells())
+    version = sweep.code_version()
+    summary = sweep.run_sweep(grid, rf_cell, path, scheduler=scheduler or None, version=version)
+    print(summary)
+    if summary.failed:
+        raise RuntimeError(f"{summary.failed} sweep cells failed; see the records in {path}")
+    return sweep.load_table(path, grid, rf_cell, version)
+
+
+def by_solver(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of the ``default`` preset and those of the ``reference`` preset."""
+    return table[table.solver == "default"], table[table.solver == "reference"]
+
+
+class Thresholds(NamedTuple):
+    """The empirical thresholds of a run: ``ratio`` and ``ratio_reference`` map
+    ``"n=..,d=.."`` to ``p*/(d n)`` (default and reference preset); ``dn`` and ``p_star`` per
+    size of the grid; ``slope`` and ``intercept`` of ``log p*`` against ``log(d n)``;
+    ``reference_points`` maps ``d n`` to the reference preset's finite ``p*``."""
+
+    ratio: dict
+    ratio_reference: dict
+    dn: list
+    p_star: list
+    slope: float
+    intercept: float
+    reference_points: dict
+
+
+def threshold_summary(settings: LawSweep, default: pd.DataFrame,
+                      reference: pd.DataFrame) -> Thresholds:
+    """The thresholds ``p*`` of the ``default`` rows for every size, their power law in
+    ``d n``, and the ``reference`` preset's threshold on ``settings.reference_size``."""
+    ratio = thresholds(default)
+    dn = [n * d for n, d in settings.sizes]
+    p_star = [ratio[f"n={n},d={d}"] * n * d for n, d in settings.sizes]
+    slope, intercept = fit_slope(dn, p_star)
+    ratio_reference = thresholds(reference) if len(reference) else {}
+    points = {}
+    if settings.reference_size:
+        n, d = settings.reference_size
+        r = ratio_reference[f"n={n},d={d}"]
+        if np.isfinite(r):
+            points[n * d] = r * n * d
+    return Thresholds(ratio, ratio_reference, dn, p_star, slope, intercept, points)
+
+
+def threshold_table(found: Thresholds) -> str:
+    """``p*/(d n)`` per size, for the default and the reference preset, as text."""
+    columns = (("default", found.ratio), ("reference", found.ratio_reference))
+    return "\n".join(pd.Series(values, name=f"p*/(dn), {name}", dtype=float).round(2)
+                     .to_string() for name, values in columns)
+
+
+class SilentFeatures(NamedTuple):
+    """The cells at ``p >= d n`` whose solver stopped at a different dataset with zero loss
+    (``cells``: their sizes, active features, ``active_over_dn`` and recovered share), and a
+    sentence saying how many they were among the cells at ``p >= d n`` (``text``)."""
+
+    cells: pd.DataFrame
+    text: str
+
+
+def silent_features(default: pd.DataFrame) -> SilentFeatures:
+    """Where ``theta`` did not single out the data although ``p >= d n``: too few ReLU
+    features were active at the training inputs, so another dataset has zero loss too."""
+    counted = default[default.ratio >= 1]
+    elsewhere = counted[counted.zero_loss_elsewhere.astype(bool)].assign(
+        active_over_dn=lambda t: t.active_features / (t.n * t.d))
+    cells = elsewhere[["n", "d", "ratio", "seed", "active_features", "active_over_dn",
+                       "recovered_fraction"]]
+    if len(elsewhere):
+        most = elsewhere.active_over_dn.max()
+        text = (f"{len(elsewhere)} of the {len(counted)} cells with p >= dn stopped at a "
+                f"different dataset with zero loss; the active features there numbered "
+                f"{elsewhere.active_over_dn.min():.2f} to {most:.2f} times dn"
+                + (", never more than dn" if most <= 1 else ""))
+    else:
+        text = (f"none of the {len(counted)} cells with p >= dn stopped at a different dataset "
+                "with zero loss")
+    return SilentFeatures(cells, text)
+
+
+def headline(table: pd.DataFrame, found: Thresholds, silent: SilentFeatures) -> dict:
+    """The numbers the chapter quotes: thresholds per size (2 decimals, ``None`` where not
+    reached), the slope (2 decimals), the range of the default thresholds, the number of
+    sweep cells, the solver benchmark's sentence and the silent-features sentence."""
+    finite = [v for v in found.ratio.values() if np.isfinite(v)]
+    return {
+        "threshold_ratio": {k: glue.decimals(v, 2) for k, v in found.ratio.items()},
+        "threshold_ratio_reference": {k: glue.decimals(v, 2)
+                                      for k, v in found.ratio_reference.items()},
+        "threshold_slope": round(found.slope, 2),
+        "threshold_ratio_range": (f"{min(finite):.2f} to {max(finite):.2f}" if finite
+                                  else "n/a"),
+        "sweep_cells": len(table),
+        "solver_benchmark": benchmark_report.sentence(),
+        "silent_features": silent.text,
+    }

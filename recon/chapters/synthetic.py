@@ -1,24 +1,39 @@
-"""Validated settings of the book's experiments. Notebooks build one from their parameters
-cell first, so a wrong value (as papermill may inject) stops the run with a clear message
-before any computation."""
+"""The synthetic random-features chapter: the authors' experiment, attacked by two solvers.
+
+:class:`SyntheticRF` holds the chapter's validated settings (built from the notebook's
+parameters in one call); :meth:`SyntheticRF.setup` trains the model, :func:`run_solvers`
+attacks its ``theta`` with the main preset and, for comparison, the other one;
+:func:`sample_errors` measures the main reconstruction per sample, and :func:`headline` gives
+the numbers the chapter quotes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
-from recon import checks
+import numpy as np
+
+from recon import checks, metrics, problems
+from recon.book import glue
+from recon.chapters.settings import ChapterSettings
 from recon.models import ACTIVATIONS
-from recon.solver import PRESETS, Solver, preset
+from recon.problems import SyntheticSetup
+from recon.solver import PRESETS, Reconstruction, Solver, preset, solve
 
 
 @dataclass(frozen=True)
-class SyntheticRF:
+class SyntheticRF(ChapterSettings):
     """The authors' synthetic random-features experiment.
 
     ``n`` inputs on the sphere of radius ``sqrt(d)`` in ``R^d``, labels ``y = x . g + noise``,
     an RF model with ``p`` features and activation ``activation``, trained to the minimum-norm
-    interpolator; ``theta`` is then attacked with the solver preset ``solver``.
+    interpolator; ``theta`` is then attacked with the solver preset ``solver`` (``lr`` and
+    ``tol``: ``None`` keeps the preset's), and with the other preset for ``compare_steps``
+    steps (0 skips it).
     """
+
+    unset: ClassVar[dict] = {"lr": 0.0, "tol": 0.0}
 
     n: int
     d: int
@@ -30,6 +45,7 @@ class SyntheticRF:
     lr: float | None = None
     max_steps: int = 20_000
     tol: float | None = None
+    compare_steps: int = 5_000
     threshold: float = 1e-2
 
     def __post_init__(self):
@@ -45,6 +61,7 @@ class SyntheticRF:
         checks.positive_int("max_steps", self.max_steps)
         if self.tol is not None:
             checks.positive_float("tol", self.tol, allow_zero=True)
+        checks.nonnegative_int("compare_steps", self.compare_steps)
         checks.positive_float("threshold", self.threshold)
 
     @property
@@ -64,6 +81,82 @@ class SyntheticRF:
                 overrides["tol"] = self.tol
         return preset(name, **overrides)
 
-    def as_dict(self) -> dict:
-        """The settings as a plain dictionary (for figure sidecars)."""
-        return asdict(self)
+    def setup(self) -> SyntheticSetup:
+        """The data, the trained model, its fit and the solver's key
+        (:func:`recon.problems.setup_synthetic_rf` with this experiment's values)."""
+        return problems.setup_synthetic_rf(self.n, self.d, self.p, self.seed, self.activation,
+                                           self.label_noise)
+
+
+def _label(name: str) -> str:
+    return f"{name} (ours)" if name == "default" else f"{name} (authors')"
+
+
+class Runs(NamedTuple):
+    """The main preset's reconstruction (``main``), and every run by its label (``by_label``:
+    ``"default (ours)"``, ``"reference (authors')"``), the main one first."""
+
+    main: Reconstruction
+    by_label: dict[str, Reconstruction]
+
+
+def run_solvers(settings: SyntheticRF, setup: SyntheticSetup) -> Runs:
+    """Minimise ``L(X_hat)`` for ``theta`` of ``setup.model`` with the main preset, then (unless
+    ``compare_steps`` is 0) with the other preset from the same key; the truth only records
+    the error curves."""
+    problem = problems.random_features_problem(setup.model, settings.n)
+    truth = setup.dataset.X
+    main = solve(problem, settings.make_solver(), setup.key, truth=truth)
+    runs = {_label(settings.solver): main}
+    if settings.compare_steps > 0:
+        other = "reference" if settings.solver == "default" else "default"
+        runs[_label(other)] = solve(problem, settings.make_solver(other, settings.compare_steps),
+                                    setup.key, truth=truth)
+    return Runs(main, runs)
+
+
+def run_table(runs: Runs, X, threshold: float) -> str:
+    """One line per run: final loss, steps, seconds and the share of the rows of ``X``
+    recovered (matched error below ``threshold``)."""
+    lines = []
+    for label, r in runs.by_label.items():
+        share = metrics.recovered_fraction(r.X, X, threshold)
+        lines.append(f"{label:18s} loss {r.loss:.1e}  steps {r.iterations:6d}  "
+                     f"{r.seconds:6.1f} s  recovered {share:.0%}")
+    return "\n".join(lines)
+
+
+class SampleErrors(NamedTuple):
+    """Matched per-sample errors ``min(|x_i - x_hat_i|, |x_i + x_hat_i|)/sqrt(d)``
+    (``sign_aware``) and ``|x_i - x_hat_i|/sqrt(d)`` (``signed``)."""
+
+    sign_aware: np.ndarray
+    signed: np.ndarray
+
+
+def sample_errors(X_hat, X) -> SampleErrors:
+    """The sign-aware and the signed per-sample errors of ``X_hat`` against ``X``; raises
+    ``FloatingPointError`` if the reconstruction is not finite."""
+    aware = metrics.per_sample_errors(X_hat, X, sign_aware=True)
+    signed = metrics.per_sample_errors(X_hat, X, sign_aware=False)
+    if not np.all(np.isfinite(aware)):
+        raise FloatingPointError("the reconstruction contains NaN")
+    return SampleErrors(aware, signed)
+
+
+def headline(settings: SyntheticRF, setup: SyntheticSetup, result: Reconstruction,
+             errors: SampleErrors) -> dict:
+    """The numbers the chapter quotes: train MSE and mean error (3 significant digits), the
+    recovered share, iterations, seconds and compile seconds (1 decimal), the solver's name
+    and ``p/(d n)`` (2 decimals)."""
+    return {
+        "train_mse": glue.significant(setup.fit.train_mse, 3),
+        "recovered_fraction": metrics.recovered_fraction(result.X, setup.dataset.X,
+                                                         settings.threshold),
+        "mean_error": glue.significant(errors.sign_aware.mean(), 3),
+        "iterations": result.iterations,
+        "seconds": glue.decimals(result.seconds, 1),
+        "compile_seconds": glue.decimals(result.compile_seconds, 1),
+        "solver_name": settings.solver,
+        "p_over_dn": glue.decimals(settings.p / settings.dn, 2),
+    }
