@@ -13,11 +13,13 @@ candidates ``X_hat``.
 * Theorem 2 (the whole set), locally: ``X_hat -> (I - P(X_hat)) theta`` vanishes at the
   truth ``X``; its Jacobian restricted to the tangent space of the product of spheres
   (:func:`restricted_jacobian`) has rank at most ``min(p - n, (d - 1) n)``. Full rank means
-  ``X`` is locally identifiable; :func:`local_rank` and :func:`rank_jump` measure where that
-  happens, and :func:`null_direction_dataset` builds a *different* zero-loss dataset when it
-  does not.
+  ``X`` is locally identifiable; :func:`local_rank` (one model) and :func:`rank_scan` (many
+  ``p`` at once, one Jacobian function for both) measure where that happens, and
+  :func:`null_direction_dataset` builds a *different* zero-loss dataset when it does not.
 
-Every input is validated with :mod:`recon.checks` before any computation.
+Every input is validated with :mod:`recon.checks` before any computation. The public
+functions run in float64 (:func:`recon.precision.float64`); every step on the spheres is
+:func:`recon.sphere.minimise_on_spheres`.
 """
 
 from __future__ import annotations
@@ -30,16 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
-from recon import checks
-from recon.data import synthetic_regression
-from recon.sphere import project_to_sphere
+from recon import checks, precision
+from recon.loss import projection_residual, projection_share
 from recon.metrics import per_sample_errors
 from recon.models import ACTIVATIONS, RandomFeatures, activation
-from recon.problems import ReconstructionProblem
-from recon.loss import projection_residual
-from recon.train import fit_min_norm
+from recon.problems import ReconstructionProblem, setup_synthetic_rf
+from recon.sphere import minimise_on_spheres, project_to_sphere, tangent_projection
 
 Array = jax.Array
 
@@ -144,9 +143,9 @@ def _sign_aware(sign_aware, fmap: _FeatureMap) -> bool:
     return sign_aware
 
 
-def _tangent(G: Array, X: Array, radius: float) -> Array:
-    """Row-wise projection of ``G`` onto the tangent spaces of the sphere at the rows of X."""
-    return G - jnp.sum(G * X, axis=-1, keepdims=True) * X / radius**2
+def _on_sphere_optimizer(radius: float, lr) -> optax.GradientTransformation:
+    """Adam (learning rate or schedule ``lr``) on the tangent gradients of the spheres."""
+    return optax.chain(tangent_projection(radius), optax.adam(lr))
 
 
 # ---------------------------------------------------------------- Theorem 1: one sample
@@ -168,6 +167,7 @@ def _residual_sq(Q: Array, phi: Array) -> Array:
     return jnp.sum(outside**2, axis=(-2, -1)) / jnp.maximum(total, jnp.finfo(total.dtype).tiny)
 
 
+@precision.float64
 def span_residual(F_train, phi_x) -> Array:
     """``r(x) = ||P_perp phi(x)|| / ||phi(x)||``: the share of ``phi(x)`` outside the span of
     the training feature rows ``F_train`` (``n x p``).
@@ -219,6 +219,7 @@ class GreatCircleResiduals(NamedTuple):
     residuals: np.ndarray
 
 
+@precision.float64
 def residual_along_great_circles(source, X_train, key, num_dirs: int = 8,
                                  num_points: int = 65, start: int | None = None
                                  ) -> GreatCircleResiduals:
@@ -258,6 +259,7 @@ def _rows(fmap: _FeatureMap, X: Array) -> Array:
     return F.reshape(-1, F.shape[-1])
 
 
+@precision.float64
 def one_point_solve(source, X_train, key, num_starts: int = 64, steps: int = 2000,
                     lr: float = 0.05, relu_surrogate_slope: float = 0.02
                     ) -> tuple[Array, Array]:
@@ -281,17 +283,11 @@ def one_point_solve(source, X_train, key, num_starts: int = 64, steps: int = 200
     Q = _span_basis(_rows(fmap, X_train))
     radius = fmap.radius
     grad_one = jax.vmap(jax.grad(lambda x: _residual_sq(Q, grad_fmap.fn(x[None]))[0]))
-    optimizer = optax.adam(lr)
+    optimizer = _on_sphere_optimizer(radius, lr)
 
     @jax.jit
-    def run(X):
-        def step(carry, _):
-            X, state = carry
-            G = _tangent(grad_one(X), X, radius)
-            updates, state = optimizer.update(G, state, X)
-            return (project_to_sphere(optax.apply_updates(X, updates), radius), state), None
-
-        (X, _), _ = jax.lax.scan(step, (X, optimizer.init(X)), None, length=steps)
+    def run(X0):
+        X = minimise_on_spheres(grad_one, X0, optimizer, steps, radius)
         return X, jnp.sqrt(_residual_sq(Q, fmap.fn(X)))
 
     X0 = project_to_sphere(jax.random.normal(key, (num_starts, fmap.d), jnp.float64), radius)
@@ -309,6 +305,7 @@ class Landing(NamedTuple):
     threshold: float
 
 
+@precision.float64
 def landing_share(source, X_train, key, num_starts: int = 64, steps: int = 2000,
                   lr: float = 0.05, threshold: float = 1e-2, sign_aware: bool | None = None,
                   relu_surrogate_slope: float = 0.02) -> Landing:
@@ -341,6 +338,7 @@ def _rf64(model: RandomFeatures, theta):
     return activation(model.activation, 0.0), V, theta
 
 
+@precision.float64
 def tangent_basis(X) -> Array:
     """An orthonormal basis of the tangent space ``{u : u . x_i = 0}`` of the sphere at each
     row ``x_i`` of ``X`` (``n x d``): an ``n x d x (d - 1)`` array."""
@@ -359,6 +357,7 @@ class RestrictedJacobian(NamedTuple):
     basis: Array
 
 
+@precision.float64
 def restricted_jacobian(model, X, theta=None) -> RestrictedJacobian:
     """Jacobian of ``X_hat -> (I - P(X_hat)) theta`` at the true data ``X`` (``n x d``),
     restricted to the tangent space of the product of spheres, by ``jax.jacfwd`` in float64
@@ -386,7 +385,8 @@ def restricted_jacobian(model, X, theta=None) -> RestrictedJacobian:
                          f"{SPAN_ATOL:.0e}): pass the true X and a readout trained in float64 "
                          f"(RandomFeatures(..., dtype=jnp.float64) and fit_min_norm)")
     B = tangent_basis(X)
-    return RestrictedJacobian(_jacobian(X, B, V, theta, model.activation), B)
+    ones = jnp.ones((model.p,), X.dtype)  # every feature: the whole model
+    return RestrictedJacobian(_jacobian_jit(X, B, V, theta, ones, model.activation), B)
 
 
 @partial(jax.jit, static_argnames="act_name")
@@ -394,18 +394,39 @@ def _span_check(X, V, theta, act_name):
     return projection_residual(activation(act_name, 0.0)(X @ V.T), theta, 0.0)
 
 
-@partial(jax.jit, static_argnames="act_name")
-def _jacobian(X, B, V, theta, act_name):
+def _jacobian(X, B, V, theta, mask, act_name):
+    """The restricted Jacobian, the one place it is written: of ``X_hat -> (I - P(X_hat))
+    theta`` at ``X`` along the tangent coordinates ``U`` (``n x (d - 1)``, in the bases
+    ``B``), with the features of ``X_hat`` multiplied by ``mask`` (``p``; ones for the whole
+    model, the first ``p'`` ones for the model of the first ``p'`` features). Returns
+    ``p x (d - 1) n``."""
     act, radius = activation(act_name, 0.0), math.sqrt(X.shape[1])
 
     def residual(U):  # tangent coordinates (n, d-1) -> (I - P(X_hat)) theta
         X_hat = project_to_sphere(X + jnp.einsum("idk,ik->id", B, U), radius)
-        return projection_residual(act(X_hat @ V.T), theta, 0.0)
+        return projection_residual(act(X_hat @ V.T) * mask, theta, 0.0)
 
     U0 = jnp.zeros((B.shape[0], B.shape[2]), X.dtype)
     return jax.jacfwd(residual)(U0).reshape(V.shape[0], -1)
 
 
+_jacobian_jit = jax.jit(_jacobian, static_argnames="act_name")
+
+
+@partial(jax.jit, static_argnames="act_name")
+def _jacobians(X, B, V, thetas, masks, act_name):
+    """:func:`_jacobian` for each readout ``thetas[j]`` and feature mask ``masks[j]``, in one
+    compiled, vmapped program (:func:`rank_scan`)."""
+    return jax.vmap(lambda theta, mask: _jacobian(X, B, V, theta, mask, act_name))(thetas,
+                                                                                  masks)
+
+
+def _rank(sigma: np.ndarray, rtol: float) -> int:
+    """The number of singular values ``sigma`` (descending) above ``rtol * sigma_max``."""
+    return int(np.sum(sigma > rtol * sigma[0])) if sigma[0] > 0 else 0
+
+
+@precision.float64
 def local_rank(model, X, theta=None, rtol: float = RANK_RTOL) -> tuple[int, np.ndarray]:
     """Numerical rank of the restricted Jacobian (:func:`restricted_jacobian`) and its
     singular values (descending): the number of ``sigma_i > rtol * sigma_max``.
@@ -418,53 +439,93 @@ def local_rank(model, X, theta=None, rtol: float = RANK_RTOL) -> tuple[int, np.n
     rtol = checks.positive_float("rtol", rtol)
     J = restricted_jacobian(model, X, theta).J
     sigma = np.linalg.svd(np.asarray(J), compute_uv=False)
-    return int(np.sum(sigma > rtol * sigma[0])) if sigma[0] > 0 else 0, sigma
+    return _rank(sigma, rtol), sigma
 
 
+@precision.float64
 def trained_rf(activation_name: str, n: int, d: int, p: int, seed: int = 0
                ) -> tuple[RandomFeatures, Array]:
     """A float64 RF model with ``theta`` the minimum-norm readout fitted to the authors'
-    synthetic labels on ``n`` sphere points (``data.synthetic_regression``), and those
-    points. The same ``seed`` gives the same data for every ``p``, and nested ``V``s."""
+    synthetic labels on ``n`` sphere points, and those points: the model and ``X`` of
+    :func:`recon.problems.setup_synthetic_rf` (``dtype=float64``; its dataset holds the
+    labels). The same ``seed`` gives the same data for every ``p``, and nested ``V``s."""
     checks.choice("activation", activation_name, ACTIVATIONS)
     n, d, p = (checks.positive_int(k, v) for k, v in (("n", n), ("d", d), ("p", p)))
     seed = checks.nonnegative_int("seed", seed)
-    k_data, k_model = jax.random.split(jax.random.key(seed))
-    data = synthetic_regression(k_data, n, d, dtype=jnp.float64)
-    model = RandomFeatures(d, p, activation_name, rngs=nnx.Rngs(params=k_model),
-                           dtype=jnp.float64)
-    fit_min_norm(model, data.X, data.y)
-    return model, data.X
+    dataset, model, _, _ = setup_synthetic_rf(n, d, p, seed, activation_name,
+                                              dtype=jnp.float64)
+    return model, dataset.X
 
 
-class RankJump(NamedTuple):
-    """``p``: the smallest scanned ``p`` with full rank ``(d - 1) n`` (None if none);
-    ``ranks[j]`` the rank at ``p_values[j]``; ``full_rank = (d - 1) n``."""
+class RankScan(NamedTuple):
+    """Rank of the restricted Jacobian at each ``p_values[j]``: ``ranks[j]``, its upper bound
+    ``bounds[j] = min(p - n, (d - 1) n)``, and ``sigma_min[j]``, the ``(d - 1) n``-th singular
+    value relative to the largest (0 when ``p < (d - 1) n`` leaves fewer singular values).
+    ``jump``: the smallest scanned ``p`` with rank ``full_rank = (d - 1) n`` (None if none)."""
 
-    p: int | None
+    activation: str
+    n: int
+    d: int
     p_values: np.ndarray
     ranks: np.ndarray
+    bounds: np.ndarray
+    sigma_min: np.ndarray
     full_rank: int
+    jump: int | None
+    rtol: float
 
 
-def rank_jump(activation: str, n: int, d: int, p_values=None, seed: int = 0,
-              rtol: float = RANK_RTOL) -> RankJump:
-    """Scan ``p`` (default ``d n - 2 .. d n + 2``) and find the smallest ``p`` at which the
-    restricted Jacobian reaches full rank ``(d - 1) n`` (local identifiability), for RF models
-    from :func:`trained_rf` (same data for every ``p``). Counting says ``p >= d n`` is needed."""
-    checks.choice("activation", activation, ACTIVATIONS)
+def _p_values(p_values, n: int) -> list[int]:
+    if not isinstance(p_values, (list, tuple, range, np.ndarray)) or len(p_values) == 0:
+        raise TypeError(f"p_values must be a non-empty list of integers, got {p_values!r}")
+    return sorted({checks.positive_int("p", int(p) if isinstance(p, np.integer) else p,
+                                       minimum=n + 1) for p in p_values})
+
+
+def _nested_readouts(Phi: np.ndarray, y: np.ndarray, p_values: list[int]):
+    """Feature masks and minimum-norm readouts (as :func:`recon.train.fit_min_norm`) of the
+    models made of the first ``p`` columns of ``Phi``, one row per ``p``."""
+    masks = np.zeros((len(p_values), Phi.shape[1]))
+    thetas = np.zeros((len(p_values), Phi.shape[1]))
+    for j, p in enumerate(p_values):
+        masks[j, :p] = 1.0
+        coef, *_ = np.linalg.lstsq(Phi[:, :p] @ Phi[:, :p].T, y, rcond=None)
+        thetas[j, :p] = Phi[:, :p].T @ coef
+    return masks, thetas
+
+
+@precision.float64
+def rank_scan(activation_name: str, n: int, d: int, p_values, seed: int = 0,
+              rtol: float = RANK_RTOL) -> RankScan:
+    """The rank of the restricted Jacobian (:func:`local_rank`'s, same rank rule) for every
+    ``p`` in ``p_values``, for the models of :func:`trained_rf` (``seed``). The largest model
+    is built once; the smaller ones are its first ``p`` features (the same data and nested
+    ``V``), the others masked out, each with its own minimum-norm readout, so one compiled,
+    vmapped Jacobian (:func:`_jacobian`) serves every ``p``."""
+    checks.choice("activation", activation_name, ACTIVATIONS)
     n, d = checks.positive_int("n", n), checks.positive_int("d", d, minimum=2)
     seed = checks.nonnegative_int("seed", seed)
-    if p_values is None:
-        p_values = range(max(n + 1, d * n - 2), d * n + 3)
-    p_values = [checks.positive_int("p", p, minimum=n + 1) for p in p_values]
-    if not p_values:
-        raise ValueError("p_values is empty")
-    ranks = np.array([local_rank(*trained_rf(activation, n, d, p, seed), rtol=rtol)[0]
-                      for p in p_values])
+    rtol = checks.positive_float("rtol", rtol)
+    p_values = _p_values(p_values, n)
+    dataset, model, _, _ = setup_synthetic_rf(n, d, p_values[-1], seed, activation_name,
+                                              dtype=jnp.float64)
+    X, V = np.asarray(dataset.X, np.float64), np.asarray(model.V[...], np.float64)
+    Phi = np.asarray(activation(activation_name, 0.0)(jnp.asarray(X @ V.T)))
+    masks, thetas = _nested_readouts(Phi, np.asarray(dataset.y), p_values)
+    X, V = jnp.asarray(X), jnp.asarray(V)
+    Js = np.asarray(_jacobians(X, tangent_basis(X), V, jnp.asarray(thetas), jnp.asarray(masks),
+                               activation_name))
     full = (d - 1) * n
+    ranks, sigma_min = [], []
+    for J, p in zip(Js, p_values):
+        sigma = np.linalg.svd(J[:p], compute_uv=False)
+        ranks.append(_rank(sigma, rtol))
+        sigma_min.append(sigma[full - 1] / sigma[0] if len(sigma) >= full and sigma[0] > 0
+                         else 0.0)
     hits = [p for p, r in zip(p_values, ranks) if r == full]
-    return RankJump(min(hits) if hits else None, np.array(p_values), ranks, full)
+    return RankScan(activation_name, n, d, np.array(p_values), np.array(ranks),
+                    np.array([min(p - n, full) for p in p_values]), np.array(sigma_min), full,
+                    min(hits) if hits else None, rtol)
 
 
 # ------------------------------------------- below the threshold: a different dataset
@@ -477,14 +538,16 @@ class Polished(NamedTuple):
     loss: float
 
 
+@precision.float64
 def polish(problem: ReconstructionProblem, X0, steps: int = 3000, lr: float = 1e-3,
            ridge: float = 1e-10) -> Polished:
     """Minimise ``L(X_hat) = ||(I - P(X_hat)) theta||^2 / ||theta||^2`` from the given start
     ``X0`` (``n x input_shape``): Adam with a cosine-decayed learning rate on tangent
-    gradients, rows projected to the sphere after every step, one jit-compiled ``lax.scan``.
-    The loss is :func:`recon.solver.projection_residual`'s with relative ``ridge``. (Adam's
-    normalised steps move by about ``lr`` even at a minimum; the decay to ``lr / 1000`` lets
-    the end point settle.)"""
+    gradients, rows projected to the sphere after every step
+    (:func:`recon.sphere.minimise_on_spheres`, one jit-compiled ``lax.scan``). The loss is
+    :func:`recon.loss.projection_share` with relative ``ridge``. (Adam's normalised steps
+    move by about ``lr`` even at a minimum; the decay to ``lr / 1000`` lets the end point
+    settle.)"""
     if not isinstance(problem, ReconstructionProblem):
         raise TypeError(f"problem must be a ReconstructionProblem, got {type(problem).__name__}")
     X0 = _array("X0", X0)
@@ -498,21 +561,14 @@ def polish(problem: ReconstructionProblem, X0, steps: int = 3000, lr: float = 1e
     n, radius = problem.n, problem.radius
 
     def loss(X):
-        r = projection_residual(problem.features(problem.state, X.reshape(expected)), theta,
+        return projection_share(problem.features(problem.state, X.reshape(expected)), theta,
                                 ridge)
-        return (r @ r) / (theta @ theta)
 
-    optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=1e-3))
+    optimizer = _on_sphere_optimizer(radius, optax.cosine_decay_schedule(lr, steps, alpha=1e-3))
 
     @jax.jit
-    def run(X):
-        def step(carry, _):
-            X, state = carry
-            G = _tangent(jax.grad(loss)(X), X, radius)
-            updates, state = optimizer.update(G, state, X)
-            return (project_to_sphere(optax.apply_updates(X, updates), radius), state), None
-
-        (X, _), _ = jax.lax.scan(step, (X, optimizer.init(X)), None, length=steps)
+    def run(X0):
+        X = minimise_on_spheres(jax.grad(loss), X0, optimizer, steps, radius)
         return X, loss(X)
 
     X, value = run(project_to_sphere(X0.reshape(n, -1).astype(jnp.float64), radius))
@@ -533,6 +589,7 @@ class NullDirectionDataset(NamedTuple):
     full_rank: int
 
 
+@precision.float64
 def null_direction_dataset(model, X, theta=None, step: float = 0.1, steps: int = 3000,
                            lr: float = 1e-3, relu_surrogate_slope: float = 0.02,
                            rtol: float = RANK_RTOL) -> NullDirectionDataset:
@@ -554,7 +611,7 @@ def null_direction_dataset(model, X, theta=None, step: float = 0.1, steps: int =
     checks.positive_float("lr", lr)
     J, B = restricted_jacobian(model, X, theta)
     _, sigma, Wt = np.linalg.svd(np.asarray(J), full_matrices=True)
-    rank = int(np.sum(sigma > rtol * sigma[0]))
+    rank = _rank(sigma, rtol)
     u = jnp.asarray(Wt[-1]).reshape(X.shape[0], model.d - 1)
     dX = jnp.einsum("idk,ik->id", B, u)  # unit Frobenius norm
     d, radius = model.d, math.sqrt(model.d)
@@ -564,12 +621,12 @@ def null_direction_dataset(model, X, theta=None, step: float = 0.1, steps: int =
         features=lambda state, Z: activation(model.activation, slope)(Z @ state["V"].T),
         state={"V": V}, theta=theta, n=X.shape[0], input_shape=(d,), radius=radius,
         name=f"random features ({model.activation}, p={model.p}), float64")
-    start_r = projection_residual(act(X_start @ V.T), theta, 0.0)
+    start_loss = projection_share(act(X_start @ V.T), theta, 0.0)
     result = polish(problem, X_start, steps, lr)
     sign_aware = model.activation in ODD_ACTIVATIONS
     return NullDirectionDataset(
         np.asarray(result.X), result.loss,
         float(per_sample_errors(result.X, X, sign_aware).mean()),
-        float(start_r @ start_r / (theta @ theta)),
+        float(start_loss),
         float(per_sample_errors(X_start, X, sign_aware).mean()),
         rank, (d - 1) * X.shape[0])

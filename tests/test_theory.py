@@ -7,10 +7,11 @@ import pytest
 from flax import nnx
 
 from recon import theory
-from recon.sphere import project_to_sphere
-from recon.models import RandomFeatures, activation
-from recon.problems import ReconstructionProblem, random_features_problem
 from recon.loss import projection_residual
+from recon.models import RandomFeatures, activation
+from recon.problems import (ReconstructionProblem, random_features_problem,
+                            setup_synthetic_rf)
+from recon.sphere import project_to_sphere
 from recon.train import fit_min_norm
 
 N, D = 3, 5  # d n = 15, (d - 1) n = 12
@@ -56,10 +57,11 @@ def test_rank_bounds(act):
 def test_smooth_rank_jumps_at_dn(act, n, d):
     # Verified for seeds 0-2 at these sizes and at (5, 10), (8, 5): rank = p - n below d n,
     # full (d - 1) n from p = d n on.
-    jump = theory.rank_jump(act, n, d, p_values=[d * n - 1, d * n], seed=0)
-    assert jump.full_rank == (d - 1) * n
-    assert jump.ranks.tolist() == [d * n - 1 - n, (d - 1) * n]
-    assert jump.p == d * n
+    scan = theory.rank_scan(act, n, d, [d * n - 1, d * n], seed=0)
+    assert scan.full_rank == (d - 1) * n
+    assert scan.ranks.tolist() == [d * n - 1 - n, (d - 1) * n] == scan.bounds.tolist()
+    assert scan.jump == d * n
+    assert scan.sigma_min[0] <= scan.rtol < scan.sigma_min[1]
 
 
 @pytest.mark.parametrize("n,d", [(3, 5), (8, 5)])
@@ -67,14 +69,38 @@ def test_relu_rank_jump(n, d):
     # ReLU: rank = rank(M) - n with M = [D_1 V, ..., D_n V] (D_i = diag(1[V x_i > 0])), so the
     # jump needs p >= d n and rich enough activation patterns; seed 0 jumps exactly at d n
     # at both sizes (other seeds: a few units later, see the report).
-    jump = theory.rank_jump("relu", n, d, p_values=[d * n - 1, d * n], seed=0)
-    assert jump.ranks[0] < (d - 1) * n
-    assert jump.p == d * n
+    scan = theory.rank_scan("relu", n, d, [d * n - 1, d * n], seed=0)
+    assert scan.ranks[0] < (d - 1) * n
+    assert scan.jump == d * n
     for p in (d * n - 1, d * n):
         model, X = theory.trained_rf("relu", n, d, p, seed=0)
         V, X = np.asarray(model.V[...]), np.asarray(X)
         M = np.concatenate([(X[i] @ V.T > 0)[:, None] * V for i in range(n)], axis=1)
         assert theory.local_rank(model, X)[0] == np.linalg.matrix_rank(M) - n
+
+
+@pytest.mark.parametrize("act,n,d,seed", [("relu", 3, 5, 0), ("tanh", 3, 5, 1),
+                                          ("relu", 3, 6, 0)])
+def test_rank_scan_agrees_with_local_rank(act, n, d, seed):
+    # One Jacobian: the scan's masked, vmapped models of the first p features (one readout
+    # each) give local_rank's ranks on the models trained_rf builds for each p.
+    ps = [d * n - 2, d * n - 1, d * n, d * n + 1, 2 * d * n]
+    scan = theory.rank_scan(act, n, d, ps, seed=seed)
+    assert scan.p_values.tolist() == ps
+    for p, rank in zip(scan.p_values, scan.ranks):
+        assert rank == theory.local_rank(*theory.trained_rf(act, n, d, int(p), seed))[0], p
+    assert np.all(scan.ranks <= scan.bounds)
+    assert scan.full_rank == (d - 1) * n
+    assert scan.bounds.tolist() == [min(p - n, (d - 1) * n) for p in ps]
+
+
+def test_trained_rf_is_the_synthetic_setup():
+    model, X = theory.trained_rf("tanh", N, D, 12, seed=3)
+    ds, other, fit, _ = setup_synthetic_rf(N, D, 12, 3, "tanh", dtype=jnp.float64)
+    np.testing.assert_array_equal(X, ds.X)
+    np.testing.assert_array_equal(model.V[...], other.V[...])
+    np.testing.assert_array_equal(model.theta[...], other.theta[...])
+    assert X.dtype == jnp.float64 and fit.train_mse < 1e-20
 
 
 def test_span_residual(tanh_small):
@@ -188,10 +214,24 @@ def test_bad_inputs(tanh_small):
     with pytest.raises(ValueError, match="float64"):
         theory.local_rank(f32, X)
     with pytest.raises(ValueError, match="activation"):
-        theory.rank_jump("gelu", 3, 5)
-    with pytest.raises(ValueError, match="p must"):
-        theory.rank_jump("tanh", 3, 5, p_values=[2])
+        theory.rank_scan("gelu", 3, 5, [15])
+    with pytest.raises(ValueError, match="p must be an integer >= 4"):
+        theory.rank_scan("tanh", 3, 5, [2, 15])
+    with pytest.raises(TypeError, match="p_values"):
+        theory.rank_scan("tanh", 3, 5, [])
     with pytest.raises(ValueError, match="X0"):
         theory.polish(random_features_problem(model, N), X[:2])
     with pytest.raises(ValueError, match="step"):
         theory.null_direction_dataset(model, X, step=0.0)
+
+
+def test_theory_runs_in_float64_whatever_the_process_setting():
+    with jax.enable_x64(False):
+        model, X = theory.trained_rf("tanh", N, D, 12, seed=0)
+        rank, _ = theory.local_rank(model, X)
+    problem = random_features_problem(model, N)  # (not a theory function)
+    with jax.enable_x64(False):
+        out = theory.polish(problem, X, steps=1000)
+    assert X.dtype == jnp.float64 and model.theta[...].dtype == jnp.float64
+    assert rank == 12 - N
+    assert out.X.dtype == jnp.float64 and out.loss < 1e-12  # float32 stops near 1e-7
