@@ -317,7 +317,9 @@ class Programs:
         self.loss = jax.jit(jax.vmap(
             lambda X, s, theta: projection_share(problem.features(s, X), theta, solver.ridge),
             in_axes=(0, None, None)))
-        clock.compiling(lambda: self.loss.lower(state.X, problem.state, problem.theta).compile())
+        # a first call fills the jit cache that later calls use (.lower().compile() does not)
+        clock.compiling(lambda: jax.block_until_ready(
+            self.loss(state.X, problem.state, problem.theta)))
         self.init = jax.vmap(step_optimizer(problem, solver).init)
         self._reseed = None
 
