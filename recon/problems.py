@@ -8,9 +8,10 @@ shape of one input and the radius of the sphere each input lies on.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import jax
@@ -59,7 +60,9 @@ class ReconstructionProblem:
         return self.features(self.state, X)
 
 
+@functools.lru_cache(maxsize=None)
 def _rf_features(act_name: str, slope: float, streamed: tuple | None = None):
+    # cached: problems built alike share one feature function, so they can be stacked
     act = activation(act_name, slope)
 
     def features(state, X):
@@ -68,6 +71,7 @@ def _rf_features(act_name: str, slope: float, streamed: tuple | None = None):
     return features
 
 
+@functools.lru_cache(maxsize=None)
 def _rf_smoothed_features(act_name: str, streamed: tuple | None = None):
     def features(state, X, beta):
         return _apply_rf(smoothed_activation(act_name, beta), state, X, streamed)
@@ -79,7 +83,8 @@ def _apply_rf(act, state, X, streamed):
     if streamed is not None:
         p, chunk, dtype = streamed
         return streamed_features(X, state["V_key"], p, chunk, act, dtype)
-    return act(X @ state["V"].T)
+    F = act(X @ state["V"].T)
+    return F * state["mask"] if "mask" in state else F
 
 
 def random_features_problem(model: RandomFeatures, n: int,
@@ -106,6 +111,60 @@ def random_features_problem(model: RandomFeatures, n: int,
         radius=math.sqrt(model.d),
         name=f"random features ({model.activation}, p={model.p})",
     )
+
+
+def pad_features(problem: ReconstructionProblem, P: int) -> ReconstructionProblem:
+    """The RF ``problem`` with ``P`` features: ``V`` padded with zero rows, ``theta`` with
+    zeros, and a mask that sets the padded features to zero (``act(0)`` need not be 0). A zero
+    feature column with ``theta_j = 0`` changes neither ``F F^T``, nor ``F theta``, nor the
+    residual, so the loss is the same; problems padded to one ``P`` can be stacked
+    (:func:`stack_problems`) and share one compiled solver."""
+    if not (isinstance(problem.state, dict) and set(problem.state) <= {"V", "mask"}):
+        raise ValueError("pad_features needs a random-features problem with a dense V "
+                         f"(random_features_problem of a non-streamed model), got {problem.name}")
+    P = checks.positive_int("P", P)
+    if P < problem.P:
+        raise ValueError(f"P must be at least the problem's {problem.P} features, got {P}")
+    V, extra = problem.state["V"], P - problem.P
+    mask = problem.state.get("mask", jnp.ones((problem.P,), V.dtype))
+    state = {"V": jnp.pad(V, ((0, extra), (0, 0))),
+             "mask": jnp.pad(mask, (0, extra)).astype(V.dtype)}
+    return replace(problem, state=state, theta=jnp.pad(problem.theta, (0, extra)))
+
+
+class ProblemBatch(NamedTuple):
+    """``G`` problems that differ only in their arrays: ``problem`` is the first (its feature
+    map, ``n``, input shape, radius and ``P`` are shared), ``state`` and ``theta`` are every
+    problem's, stacked along a new first axis."""
+
+    problem: ReconstructionProblem
+    state: Any
+    theta: Array
+
+    @property
+    def G(self) -> int:
+        """Number of problems."""
+        return int(self.theta.shape[0])
+
+
+def stack_problems(problems: list[ReconstructionProblem]) -> ProblemBatch:
+    """The :class:`ProblemBatch` of ``problems``, checked to share the feature map, ``n``,
+    the input shape, the radius and the shapes of every array (pad RF problems to one ``P``
+    with :func:`pad_features`)."""
+    problems = list(problems)
+    if not problems or not all(isinstance(q, ReconstructionProblem) for q in problems):
+        raise TypeError("problems must be a non-empty list of ReconstructionProblem")
+    first = problems[0]
+    shapes = jax.tree.map(jnp.shape, (first.state, first.theta))
+    for i, q in enumerate(problems[1:], 1):
+        same = (q.features is first.features and q.smoothed_features is first.smoothed_features
+                and (q.n, q.input_shape, q.radius) == (first.n, first.input_shape, first.radius))
+        if not same or jax.tree.map(jnp.shape, (q.state, q.theta)) != shapes:
+            raise ValueError(f"problem {i} ({q.name}) cannot be stacked with problem 0 "
+                             f"({first.name}): the feature map, n, input shape, radius and "
+                             f"array shapes must match (pad RF problems with pad_features)")
+    state = jax.tree.map(lambda *a: jnp.stack(a), *(q.state for q in problems))
+    return ProblemBatch(first, state, jnp.stack([q.theta for q in problems]))
 
 
 def _variables(model) -> dict[str, Any]:

@@ -28,16 +28,16 @@ import optax
 from recon import checks, precision, sphere
 from recon.blocks import run_blocks
 from recon.loss import projection_share
-from recon.problems import ReconstructionProblem
-from recon.solver_moves import (clone_targets, initial_candidates, polish_applies,
-                                polish_program, reseed_program)
+from recon.problems import ProblemBatch, ReconstructionProblem, stack_problems
+from recon.solver_moves import (clone_targets, initial_candidates, over_problems,
+                                polish_applies, polish_program, reseed_program)
 from recon.solver_parts import Cloning, Polish, Reseed, Smoothing
 
 Array = jax.Array
 
 __all__ = ["Cloning", "History", "Polish", "PRESETS", "Reconstruction", "Reseed", "Smoothing",
            "Solver", "SolverState", "clone_targets", "initial_candidates", "polish_applies",
-           "preset", "resolve_restarts", "smoothing_steps", "solve"]
+           "preset", "resolve_restarts", "smoothing_steps", "solve", "solve_batch"]
 
 _PARTS = {"smoothing": Smoothing, "reseed": Reseed, "cloning": Cloning, "polish": Polish}
 
@@ -158,7 +158,8 @@ class History(NamedTuple):
 class Reconstruction(NamedTuple):
     """A solver's output: the best candidates ``X`` seen (lowest loss at a block end, over
     all starts), their loss, the number of iterations run, the wall time after compilation,
-    whether ``loss <= tol`` was reached, the history, and the compilation time."""
+    whether ``loss <= tol`` was reached, the history, the compilation time and why the run
+    stopped (``"tol"``, ``"budget"`` or ``"non-finite loss"``)."""
 
     X: Array
     loss: float
@@ -167,21 +168,27 @@ class Reconstruction(NamedTuple):
     converged: bool
     history: History
     compile_seconds: float = 0.0
+    stop_reason: str = "budget"
 
 
 class SolverState(NamedTuple):
-    """The state of a run between blocks.
+    """The state of a run between blocks, for ``G`` problems solved side by side (one when
+    solving one problem) with ``R`` starts each.
 
     Attributes:
-        X: current candidates of every start, ``(restarts, n, *input_shape)``.
-        opt_state: the optimiser's state, one per start (vmapped).
-        done: starts that reached ``tol`` (or a non-finite loss) and stopped moving.
-        smoothed: starts on the smoothed loss during the smoothing phase.
+        X: current candidates of every start, ``(G, R, n, *input_shape)``.
+        opt_state: the optimiser's state, one per start (vmapped twice).
+        done: ``(G, R)``, starts that stopped moving: they reached ``tol`` (or a non-finite
+            loss), or another start of their problem did.
+        smoothed: ``(G, R)``, starts on the smoothed loss during the smoothing phase.
         steps: steps run so far.
-        key: the key for the next random move.
+        key: ``(G,)``, each problem's key for its next random move.
         best_X, best_loss: each start's best candidates and loss at a block end.
         checkpoint: each start's loss at the last re-seeding check.
         attempts: re-seeds so far per start (which candidate the next one replaces).
+        stopped: ``(G,)``, the step at which each problem stopped (0 while it runs).
+        seconds: ``(G,)``, the wall time at which each problem stopped.
+        failed: ``(G,)``, problems whose loss became NaN or infinite.
     """
 
     X: Array
@@ -194,6 +201,19 @@ class SolverState(NamedTuple):
     best_loss: np.ndarray
     checkpoint: np.ndarray
     attempts: np.ndarray
+    stopped: np.ndarray
+    seconds: np.ndarray
+    failed: np.ndarray
+
+    def running(self) -> np.ndarray:
+        """``(G,)``, the problems still running."""
+        return self.stopped == 0
+
+
+def _grouped(shape_of_starts: tuple, array: Array) -> Array:
+    """A ``(G, R)`` array of flags reshaped to broadcast against per-start ``array``."""
+    return jnp.reshape(jnp.asarray(shape_of_starts),
+                       np.shape(shape_of_starts) + (1,) * (array.ndim - np.ndim(shape_of_starts)))
 
 
 def resolve_restarts(solver: Solver, problem: ReconstructionProblem) -> int:
@@ -224,10 +244,13 @@ def step_optimizer(problem: ReconstructionProblem, solver: Solver) -> optax.Grad
     return solver.optimizer
 
 
-def block_program(problem: ReconstructionProblem, solver: Solver, smooth_until: int = 0):
+def block_program(problem: ReconstructionProblem, solver: Solver, smooth_until: int = 0,
+                  G: int = 1):
     """A jitted ``block(X, opt_state, done, smoothed, state, theta, first_step, limit)``
-    running ``solver.chunk`` steps for every start (vmapped); steps from ``limit`` on (counted
-    within the block) leave the candidates unchanged, so the budget is never overrun.
+    running ``solver.chunk`` steps for every start of every problem (``state`` and ``theta``
+    stacked per problem, the rest per start: vmapped over problems, then starts); steps from
+    ``limit`` on (counted within the block) leave the candidates unchanged, so the budget is
+    never overrun.
 
     With ``smooth_until > 0`` this is the block of the smoothing phase: starts flagged
     ``smoothed`` minimise the loss of the smoothed features with ``beta`` rising
@@ -269,13 +292,14 @@ def block_program(problem: ReconstructionProblem, solver: Solver, smooth_until: 
         return (X, opt_state, done), value
 
     def block(X, opt_state, done, smoothed, state, theta, first_step, limit):
-        def one(X, opt_state, done, smoothed):
+        def one(X, opt_state, done, smoothed, state, theta):
             index = jnp.arange(solver.chunk)
             return jax.lax.scan(
                 lambda c, i: step(c, first_step + i, smoothed, state, theta, i >= limit),
                 (X, opt_state, done), index)
 
-        return jax.vmap(one)(X, opt_state, done, smoothed)
+        per_problem = jax.vmap(one, in_axes=(0, 0, 0, 0, None, None))
+        return over_problems(per_problem, G)(X, opt_state, done, smoothed, state, theta)
 
     return jax.jit(block)
 
@@ -305,30 +329,46 @@ class Programs:
     """The compiled programs of one run: the exact and smoothing blocks, the loss of every
     start, and (compiled on first use: most runs never need it) the re-seed search."""
 
-    def __init__(self, problem: ReconstructionProblem, solver: Solver, state: SolverState,
+    def __init__(self, batch: ProblemBatch, solver: Solver, state: SolverState,
                  sharp_from: int, clock: Clock):
-        self.problem, self.solver, self.clock = problem, solver, clock
-        args = (state.X, state.opt_state, state.done, state.smoothed, problem.state,
-                problem.theta, 0, solver.chunk)
+        problem = batch.problem
+        self.batch, self.solver, self.clock = batch, solver, clock
+        args = (state.X, state.opt_state, state.done, state.smoothed, batch.state,
+                batch.theta, 0, solver.chunk)
+        G = batch.G
         self.exact = clock.compiling(
-            lambda: block_program(problem, solver).lower(*args).compile())
-        self.smooth = (clock.compiling(lambda: block_program(problem, solver, sharp_from)
+            lambda: block_program(problem, solver, G=G).lower(*args).compile())
+        self.smooth = (clock.compiling(lambda: block_program(problem, solver, sharp_from, G)
                                        .lower(*args).compile()) if sharp_from else None)
-        self.loss = jax.jit(jax.vmap(
+        self.loss = jax.jit(over_problems(jax.vmap(
             lambda X, s, theta: projection_share(problem.features(s, X), theta, solver.ridge),
-            in_axes=(0, None, None)))
+            in_axes=(0, None, None)), G))
         # a first call fills the jit cache that later calls use (.lower().compile() does not)
         clock.compiling(lambda: jax.block_until_ready(
-            self.loss(state.X, problem.state, problem.theta)))
-        self.init = jax.vmap(step_optimizer(problem, solver).init)
+            self.loss(state.X, batch.state, batch.theta)))
+        self.init = jax.vmap(jax.vmap(step_optimizer(problem, solver).init))
         self._reseed = None
+        self._polish = None
 
     def reseed(self, X, **kwargs):
         """:func:`recon.solver_moves.reseed_program`, compiled at the first call."""
         if self._reseed is None:
-            program = reseed_program(self.problem, self.solver.reseed, self.solver.ridge)
+            program = reseed_program(self.batch.problem, self.solver.reseed, self.solver.ridge,
+                                     self.batch.G)
             self._reseed = self.clock.compiling(lambda: program.lower(X, **kwargs).compile())
         return self._reseed(X, **kwargs)
+
+    def polish(self, X, g: int):
+        """:func:`recon.solver_moves.polish_program` from the candidates ``X`` of problem
+        ``g``, compiled at the first call."""
+        state = jax.tree.map(lambda a: a[g], self.batch.state)
+        theta = self.batch.theta[g]
+        if self._polish is None:
+            run, compile_both = polish_program(self.batch.problem, self.solver.polish,
+                                               self.solver.ridge)
+            self.clock.compiling(lambda: compile_both(X, state, theta))
+            self._polish = run
+        return self._polish(X, state, theta)
 
 
 class Recorder:
@@ -357,39 +397,47 @@ class Recorder:
 
 
 def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
-                  sharp_from: int, key: Array) -> SolverState:
-    """Random starts on the spheres (all but start 0 smoothed while ``sharp_from > 0``)."""
-    key, init_key = jax.random.split(key)
-    X = initial_candidates(init_key, problem, restarts, problem.theta.dtype)
-    smoothed = (np.arange(restarts) > 0) & (sharp_from > 0)
-    return SolverState(X, jax.vmap(step_optimizer(problem, solver).init)(X),
-                       jnp.zeros((restarts,), bool), jnp.asarray(smoothed), 0, key, X,
-                       np.full(restarts, np.inf), np.full(restarts, np.inf),
-                       np.zeros(restarts, dtype=np.int32))
+                  sharp_from: int, keys: Array) -> SolverState:
+    """Random starts on the spheres for each of the ``G`` problems of ``keys`` (one key per
+    problem, shape ``(G,)``): problem ``g``'s starts are drawn from ``keys[g]`` alone, so they
+    do not depend on the other problems. All but start 0 are smoothed while
+    ``sharp_from > 0``."""
+    G = len(keys)
+    split = jax.vmap(jax.random.split)(keys)
+    keys, init_keys = split[:, 0], split[:, 1]
+    X = jnp.stack([initial_candidates(k, problem, restarts, problem.theta.dtype)
+                   for k in init_keys])
+    smoothed = np.broadcast_to((np.arange(restarts) > 0) & (sharp_from > 0), (G, restarts))
+    starts = (G, restarts)
+    return SolverState(X, jax.vmap(jax.vmap(step_optimizer(problem, solver).init))(X),
+                       jnp.zeros(starts, bool), jnp.asarray(smoothed), 0, keys, X,
+                       np.full(starts, np.inf), np.full(starts, np.inf),
+                       np.zeros(starts, dtype=np.int32), np.zeros(G, dtype=np.int64),
+                       np.zeros(G), np.zeros(G, bool))
 
 
 def keep_best(state: SolverState, current: np.ndarray) -> SolverState:
     """Each start's best candidates and loss, updated with its ``current`` loss."""
     improved = current < state.best_loss
-    mask = jnp.asarray(improved).reshape((-1,) + (1,) * (state.X.ndim - 1))
     return state._replace(best_loss=np.where(improved, current, state.best_loss),
-                          best_X=jnp.where(mask, state.X, state.best_X))
+                          best_X=jnp.where(_grouped(improved, state.X), state.X, state.best_X))
 
 
 def clone_best(state: SolverState, *, current: np.ndarray, stuck: np.ndarray,
                share: float) -> tuple[SolverState, np.ndarray]:
-    """Restart the stuck starts among the worst ``share`` from a copy of the best start
-    (:func:`recon.solver_moves.clone_targets`), each to try a different candidate; returns the
-    state and the flags of the clones (their re-seed explores a random point)."""
-    explore = np.zeros(len(current), bool)
-    leader, clones = clone_targets(current, stuck, share)
-    if not clones:
-        return state, explore
-    attempts, checkpoint_ = state.attempts.copy(), state.checkpoint.copy()
-    attempts[clones] = attempts[leader] + np.arange(len(clones))
-    checkpoint_[clones] = current[leader]
-    explore[clones] = True
-    X = state.X.at[jnp.asarray(clones)].set(state.X[leader])
+    """In each problem, restart the stuck starts among its worst ``share`` from a copy of its
+    best start (:func:`recon.solver_moves.clone_targets`), each to try a different candidate;
+    returns the state and the flags of the clones (their re-seed explores a random point)."""
+    explore = np.zeros(current.shape, bool)
+    attempts, checkpoint_, X = state.attempts.copy(), state.checkpoint.copy(), state.X
+    for g in range(current.shape[0]):
+        leader, clones = clone_targets(current[g], stuck[g], share)
+        if not clones:
+            continue
+        attempts[g, clones] = attempts[g, leader] + np.arange(len(clones))
+        checkpoint_[g, clones] = current[g, leader]
+        explore[g, clones] = True
+        X = X.at[g, jnp.asarray(clones)].set(X[g, leader])
     return state._replace(X=X, attempts=attempts, checkpoint=checkpoint_), explore
 
 
@@ -397,15 +445,16 @@ def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
                  programs: Programs) -> SolverState:
     """Replace a candidate of every ``stuck`` start (:func:`recon.solver_moves.reseed_program`;
     a random point where ``explore``) and reset those starts' optimiser states."""
-    problem = programs.problem
-    key, sub = jax.random.split(state.key)
-    X = programs.reseed(state.X, keys=jax.random.split(sub, len(stuck)),
-                        stuck=jnp.asarray(stuck), attempts=jnp.asarray(state.attempts),
-                        explore=jnp.asarray(explore), state=problem.state, theta=problem.theta)
-    fresh, flags = programs.init(X), jnp.asarray(stuck)
-    opt_state = jax.tree.map(
-        lambda a, b: jnp.where(flags.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
-        fresh, state.opt_state)
+    batch = programs.batch
+    split = jax.vmap(jax.random.split)(state.key)
+    key, sub = split[:, 0], split[:, 1]
+    keys = jax.vmap(lambda k: jax.random.split(k, stuck.shape[1]))(sub)
+    X = programs.reseed(state.X, keys=keys, stuck=jnp.asarray(stuck),
+                        attempts=jnp.asarray(state.attempts), explore=jnp.asarray(explore),
+                        state=batch.state, theta=batch.theta)
+    fresh = programs.init(X)
+    opt_state = jax.tree.map(lambda a, b: jnp.where(_grouped(stuck, a), a, b),
+                             fresh, state.opt_state)
     return state._replace(X=X, opt_state=opt_state, key=key,
                           attempts=state.attempts + stuck)
 
@@ -417,9 +466,10 @@ def checkpoint(state: SolverState, current: np.ndarray, *, solver: Solver, sharp
     best (:func:`clone_best`, once the smoothing phase is over) or re-seeded
     (:func:`reseed_stuck`)."""
     exact_now = ~np.asarray(state.smoothed) | (state.steps > sharp_from)
-    stuck = (current > 0.5 * state.checkpoint) & (current > solver.tol) & exact_now
+    stuck = ((current > 0.5 * state.checkpoint) & (current > solver.tol) & exact_now
+             & state.running()[:, None])
     state = state._replace(checkpoint=np.where(exact_now, current, state.checkpoint))
-    explore = np.zeros(len(current), bool)
+    explore = np.zeros(current.shape, bool)
     if solver.cloning is not None and state.steps > sharp_from:
         state, explore = clone_best(state, current=current, stuck=stuck,
                                     share=solver.cloning.share)
@@ -428,67 +478,92 @@ def checkpoint(state: SolverState, current: np.ndarray, *, solver: Solver, sharp
     return state
 
 
-def advance(state: SolverState, *, problem: ReconstructionProblem, solver: Solver,
+def stop_finished(state: SolverState, *, finite: np.ndarray, clock: Clock) -> SolverState:
+    """Stop the problems that finished in the last block: one of their starts reached
+    ``tol``, or their loss stopped being finite (``finite``, per problem: ``failed``). Their
+    starts are all ``done`` from now on, and the step and the time are kept."""
+    newly = state.running() & (np.asarray(state.done).any(axis=1) | ~finite)
+    if not newly.any():
+        return state
+    return state._replace(
+        done=state.done | jnp.asarray(newly)[:, None],
+        stopped=np.where(newly, state.steps, state.stopped),
+        seconds=np.where(newly, clock.seconds(), state.seconds),
+        failed=state.failed | (newly & ~finite))
+
+
+def advance(state: SolverState, *, batch: ProblemBatch, solver: Solver,
             programs: Programs, recorder: Recorder, sharp_from: int):
     """One block of steps for every start, then the bookkeeping between blocks: the loss of
-    each start (refusing NaN and infinities), the best candidates, the error history and, when
-    due, the re-seeding :func:`checkpoint`. Returns ``(state, steps run)``."""
+    each start, the problems that finished (:func:`stop_finished`; a NaN or infinite loss
+    stops its problem as failed), the best candidates, the error history and, when due, the
+    re-seeding :func:`checkpoint`. Returns ``(state, steps run)``."""
     block = programs.smooth if state.steps < sharp_from else programs.exact
     limit = min(solver.chunk, solver.max_steps - state.steps)
+    running = state.running()
     (X, opt_state, done), values = block(state.X, state.opt_state, state.done, state.smoothed,
-                                         problem.state, problem.theta, state.steps, limit)
-    values = np.asarray(values)[:, :limit]  # (restarts, steps)
+                                         batch.state, batch.theta, state.steps, limit)
+    values = np.asarray(values)[..., :limit]  # (G, restarts, steps)
     recorder.losses.append(values)
     state = state._replace(X=X, opt_state=opt_state, done=done, steps=state.steps + limit)
-    current = np.asarray(programs.loss(X, problem.state, problem.theta))
-    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(current))):
-        raise FloatingPointError(
-            f"the projection loss became NaN or infinite near step {state.steps}: lower the "
-            f"learning rate or raise the ridge")
-    state = keep_best(state, current)
-    recorder.record_errors(state.best_X[int(np.argmin(state.best_loss))], state.steps)
+    current = np.asarray(programs.loss(X, batch.state, batch.theta))
+    finite = (np.isfinite(values).all(axis=(1, 2)) & np.isfinite(current).all(axis=1)
+              | ~running)
+    state = keep_best(state, np.where(running[:, None], current, np.inf))
+    state = stop_finished(state, finite=finite, clock=programs.clock)
+    recorder.record_errors(state.best_X[0, int(np.argmin(state.best_loss[0]))], state.steps)
     if (solver.reseed is not None and state.steps % solver.reseed.patience == 0
-            and state.steps < solver.max_steps):
+            and state.steps < solver.max_steps and state.running().any()):
         state = checkpoint(state, current, solver=solver, sharp_from=sharp_from,
                            programs=programs)
     return state, limit
 
 
-def polish_best(state: SolverState, *, problem: ReconstructionProblem, solver: Solver,
+def polish_best(state: SolverState, *, batch: ProblemBatch, solver: Solver,
                 programs: Programs, recorder: Recorder) -> SolverState:
-    """The finish: the Gauss-Newton polish (:class:`recon.solver_parts.Polish`) of the best
-    start, when it applies and its loss lies between ``tol`` and ``polish.below``; kept if it
-    lowers the loss."""
-    best = int(np.argmin(state.best_loss))
-    loss = state.best_loss[best]
-    if not (polish_applies(problem, solver.polish) and solver.tol < loss < solver.polish.below):
+    """The finish: the Gauss-Newton polish (:class:`recon.solver_parts.Polish`) of each
+    problem's best start, when it applies and its loss lies between ``tol`` and
+    ``polish.below``; kept if it lowers the loss."""
+    if not polish_applies(batch.problem, solver.polish):
         return state
-    run, compile_both = polish_program(problem, solver.polish, solver.ridge)
-    programs.clock.compiling(lambda: compile_both(state.best_X[best]))
-    X_new = run(state.best_X[best])
-    loss_new = float(programs.loss(X_new[None], problem.state, problem.theta)[0])
-    if loss_new >= loss:
-        return state
-    best_loss = state.best_loss.copy()
-    best_loss[best] = loss_new
-    recorder.record_errors(X_new, state.steps)
-    return state._replace(best_loss=best_loss, best_X=state.best_X.at[best].set(X_new))
+    best_loss, best_X = state.best_loss.copy(), state.best_X
+    for g in np.flatnonzero(~state.failed):
+        best = int(np.argmin(best_loss[g]))
+        loss = best_loss[g, best]
+        if not solver.tol < loss < solver.polish.below:
+            continue
+        X_new = programs.polish(best_X[g, best], g)
+        one = jax.tree.map(lambda a, g=g: a[g:g + 1], batch.state)
+        loss_new = float(programs.loss(X_new[None, None], one, batch.theta[g:g + 1])[0, 0])
+        if loss_new >= loss:
+            continue
+        best_loss[g, best] = loss_new
+        best_X = best_X.at[g, best].set(X_new)
+        if g == 0:
+            recorder.record_errors(X_new, state.steps)
+    return state._replace(best_loss=best_loss, best_X=best_X)
 
 
-def report(state: SolverState, *, solver: Solver, sharp_from: int, recorder: Recorder,
-           clock: Clock) -> Reconstruction:
-    """The :class:`Reconstruction` of the best start: the iterations are the steps until its
-    loss (on the exact features) first reached ``tol``, else all steps run."""
-    seconds = clock.seconds()
-    trace = np.concatenate(recorder.losses, axis=1)  # (restarts, steps)
-    best = int(np.argmin(state.best_loss))
-    exact_loss = (np.arange(trace.shape[1]) >= sharp_from) | ~bool(state.smoothed[best])
+def report(state: SolverState, g: int, *, solver: Solver, sharp_from: int,
+           recorder: Recorder, clock: Clock) -> Reconstruction:
+    """The :class:`Reconstruction` of problem ``g``'s best start: the iterations are the
+    steps until its loss (on the exact features) first reached ``tol``, else all steps it
+    ran."""
+    ran = int(state.stopped[g]) or state.steps
+    seconds = float(state.seconds[g]) if state.stopped[g] else clock.seconds()
+    trace = np.concatenate(recorder.losses, axis=2)[g, :, :ran]  # (restarts, steps)
+    best = int(np.argmin(state.best_loss[g]))
+    exact_loss = (np.arange(trace.shape[1]) >= sharp_from) | ~bool(state.smoothed[g, best])
     reached = np.flatnonzero((trace[best] <= solver.tol) & exact_loss)
     iterations = int(reached[0]) if reached.size else trace.shape[1]
     loss_curve = trace[best, : iterations + 1] if reached.size else trace[best]
-    return Reconstruction(state.best_X[best], float(state.best_loss[best]), iterations,
-                          seconds, bool(state.best_loss[best] <= solver.tol),
-                          recorder.history(loss_curve), clock.compile_seconds)
+    loss = float(state.best_loss[g, best])
+    converged = bool(loss <= solver.tol)
+    reason = ("non-finite loss" if state.failed[g] else "tol" if converged else "budget")
+    history = recorder.history(loss_curve) if g == 0 else History(
+        loss_curve, *(np.zeros(0) for _ in range(4)))
+    return Reconstruction(state.best_X[g, best], loss, iterations, seconds, converged,
+                          history, clock.compile_seconds, reason)
 
 
 def _checked_truth(problem: ReconstructionProblem, solver: Solver, truth):
@@ -503,6 +578,29 @@ def _checked_truth(problem: ReconstructionProblem, solver: Solver, truth):
     return truth
 
 
+def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, progress: bool,
+                   error_fn) -> list[Reconstruction]:
+    """The loop shared by :func:`solve` and :func:`solve_batch`."""
+    from recon.metrics import per_sample_errors
+
+    problem = batch.problem
+    restarts = resolve_restarts(solver, problem)
+    sharp_from = smoothing_steps(problem, solver, restarts)
+    state = initial_state(problem, solver, restarts, sharp_from, keys)
+    clock = Clock()
+    programs = Programs(batch, solver, state, sharp_from, clock)
+    recorder = Recorder(truth, error_fn or per_sample_errors, clock)
+    bookkeeping = dict(batch=batch, solver=solver, programs=programs, recorder=recorder)
+    state = run_blocks(
+        functools.partial(advance, sharp_from=sharp_from, **bookkeeping), state,
+        finished=lambda s: s.steps >= solver.max_steps or not s.running().any(),
+        total=solver.max_steps, desc=f"solver ({solver.name})", progress=progress,
+        status=lambda s: f"loss={s.best_loss.min():.2e}")
+    state = polish_best(state, **bookkeeping)
+    return [report(state, g, solver=solver, sharp_from=sharp_from, recorder=recorder,
+                   clock=clock) for g in range(batch.G)]
+
+
 @precision.float64
 def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Array | None = None,
           progress: bool = True, error_fn=None) -> Reconstruction:
@@ -512,20 +610,29 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
     ``error_fn(X_hat, truth)`` (default: sign-aware matched per-sample errors); never by the
     updates. Raises ``FloatingPointError`` if the loss becomes NaN or infinite.
     """
-    from recon.metrics import per_sample_errors
-
     truth = _checked_truth(problem, solver, truth)
-    restarts = resolve_restarts(solver, problem)
-    sharp_from = smoothing_steps(problem, solver, restarts)
-    state = initial_state(problem, solver, restarts, sharp_from, key)
-    clock = Clock()
-    programs = Programs(problem, solver, state, sharp_from, clock)
-    recorder = Recorder(truth, error_fn or per_sample_errors, clock)
-    bookkeeping = dict(problem=problem, solver=solver, programs=programs, recorder=recorder)
-    state = run_blocks(
-        functools.partial(advance, sharp_from=sharp_from, **bookkeeping), state,
-        finished=lambda s: s.steps >= solver.max_steps or bool(jnp.any(s.done)),
-        total=solver.max_steps, desc=f"solver ({solver.name})", progress=progress,
-        status=lambda s: f"loss={s.best_loss.min():.2e}")
-    state = polish_best(state, **bookkeeping)
-    return report(state, solver=solver, sharp_from=sharp_from, recorder=recorder, clock=clock)
+    result = _solve_stacked(stack_problems([problem]), solver, jnp.stack([key]), truth,
+                            progress, error_fn)[0]
+    if result.stop_reason == "non-finite loss":
+        raise FloatingPointError(
+            f"the projection loss became NaN or infinite near step {result.iterations}: lower "
+            f"the learning rate or raise the ridge")
+    return result
+
+
+@precision.float64
+def solve_batch(problems: list[ReconstructionProblem], solver: Solver, keys,
+                progress: bool = True) -> list[Reconstruction]:
+    """:func:`solve` for several problems that share their feature map and shapes (RF
+    problems padded to one ``P`` with :func:`recon.problems.pad_features`), in one compiled
+    program: problems side by side (``vmap``), each with its own starts from its own key
+    (``keys[g]``), each stopping when it is solved. Problem ``g``'s result does not depend on
+    the other problems. A problem whose loss becomes NaN or infinite stops with
+    ``stop_reason == "non-finite loss"`` (nothing is raised: the others go on)."""
+    batch = stack_problems(problems)
+    _checked_truth(batch.problem, solver, None)
+    keys = jnp.stack(list(keys))
+    if keys.shape != (batch.G,):
+        raise ValueError(f"keys must hold one key per problem ({batch.G}), got shape "
+                         f"{keys.shape}")
+    return _solve_stacked(batch, solver, keys, None, progress, None)

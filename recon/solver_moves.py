@@ -20,6 +20,20 @@ from recon.solver_parts import Polish, Reseed
 Array = jax.Array
 
 
+def over_problems(f, G: int):
+    """``jax.vmap(f)`` over the problems' axis; for one problem, ``f`` on the problem's
+    arrays with the axis dropped and put back, which compiles to the program of one problem
+    (a batch of one can round differently)."""
+    if G > 1:
+        return jax.vmap(f)
+
+    def one(*args):
+        out = f(*jax.tree.map(lambda a: a[0], args))
+        return jax.tree.map(lambda a: a[None], out)
+
+    return one
+
+
 def initial_candidates(key: Array, problem: ReconstructionProblem, restarts: int = 1,
                        dtype=jnp.float32) -> Array:
     """Gaussian candidates scaled to the sphere: shape ``(restarts, n, *input_shape)``."""
@@ -56,9 +70,11 @@ def left_out_direction(problem: ReconstructionProblem, state, theta, X: Array, a
     return worst, left_out / jnp.linalg.norm(left_out)
 
 
-def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float):
+def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float, G: int = 1):
     """A jitted ``reseed(X, *, keys, stuck, attempts, explore, state, theta) -> X`` over all
-    starts (vmapped; one key, flag and attempt count per start): in each start flagged ``stuck``, the candidate of
+    starts of all problems (``state`` and ``theta`` stacked per problem, one key, flag and
+    attempt count per start: vmapped over problems, then starts): in each start flagged
+    ``stuck``, the candidate of
     :func:`left_out_direction` is replaced by the end point of ``reseed.pool`` one-point
     searches that best captures the left-out direction (or, where ``explore`` is set, by a
     random point of the sphere); other starts are returned unchanged."""
@@ -80,7 +96,7 @@ def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float)
         best = jnp.where(explore, starts[0], pool[jnp.argmax(jax.vmap(score)(pool))])
         return jnp.where(stuck, X.at[worst].set(best), X)
 
-    batched = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None))
+    batched = over_problems(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None)), G)
 
     def run(X, *, keys, stuck, attempts, explore, state, theta):
         return batched(X, keys, stuck, attempts, explore, state, theta)
@@ -104,35 +120,36 @@ def polish_applies(problem: ReconstructionProblem, polish: Polish | None) -> boo
 
 
 def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float):
-    """``(run, compile)``: ``run(X) -> X`` minimises ``||theta - P(X) theta||^2 / ||theta||^2``
-    from ``X`` by ``scipy.optimize.least_squares`` (trust-region reflective, at most
+    """``(run, compile)``: ``run(X, state, theta) -> X`` minimises
+    ``||theta - P(X) theta||^2 / ||theta||^2`` (features ``problem.features(state, .)``) from
+    ``X`` by ``scipy.optimize.least_squares`` (trust-region reflective, at most
     ``polish.evaluations`` evaluations), with rows ``X_i = r u_i / |u_i|`` so the sphere needs no
-    constraint and the Jacobian comes from ``jax.jacfwd``; ``compile(X)`` compiles both
-    functions (so that their time can be counted apart)."""
+    constraint and the Jacobian comes from ``jax.jacfwd``; ``compile(X, state, theta)``
+    compiles both functions (so that their time can be counted apart). The arrays are
+    arguments, so one compilation serves every problem of the same shapes."""
     from scipy.optimize import least_squares
 
     shape = (problem.n,) + problem.input_shape
-    theta = problem.theta.astype(jnp.float64)
-    norm = jnp.linalg.norm(theta)
 
     def candidates(u):
         return sphere.on_spheres(u.reshape(shape), problem.radius)
 
-    def residual(u, state):
-        return projection_residual(problem.features(state, candidates(u)), theta, ridge) / norm
+    def residual(u, state, theta):
+        theta = theta.astype(jnp.float64)
+        r = projection_residual(problem.features(state, candidates(u)), theta, ridge)
+        return r / jnp.linalg.norm(theta)
 
     residual_fn, jacobian_fn = jax.jit(residual), jax.jit(jax.jacfwd(residual))
 
-    def compile_both(X):
-        u = jnp.zeros(X.size, jnp.float64)
-        residual_fn.lower(u, problem.state).compile()
-        jacobian_fn.lower(u, problem.state).compile()
+    def compile_both(X, state, theta):
+        u = jnp.zeros(X.size, jnp.float64)  # a first call fills the cache the run uses
+        jax.block_until_ready((residual_fn(u, state, theta), jacobian_fn(u, state, theta)))
 
-    def run(X):
+    def run(X, state, theta):
         out = least_squares(
-            lambda u: np.asarray(residual_fn(jnp.asarray(u), problem.state)),
+            lambda u: np.asarray(residual_fn(jnp.asarray(u), state, theta)),
             np.asarray(X, np.float64).ravel(),
-            jac=lambda u: np.asarray(jacobian_fn(jnp.asarray(u), problem.state)),
+            jac=lambda u: np.asarray(jacobian_fn(jnp.asarray(u), state, theta)),
             method="trf", max_nfev=polish.evaluations, xtol=1e-15, ftol=1e-15, gtol=1e-15)
         return candidates(jnp.asarray(out.x)).astype(X.dtype)
 

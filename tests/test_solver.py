@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from conftest import make_rf
-from recon import metrics, models, solver as solvers
+from recon import metrics, models, problems, solver as solvers
 from recon.loss import projection_loss
 from recon.problems import ReconstructionProblem
 from recon.solver_moves import polish_program, reseed_program
@@ -155,23 +155,24 @@ def test_auto_restarts_shrink_with_problem_size():
 
 def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():
     ds, _, _, problem, key = make_rf(n=4, d=8, p=640, seed=1)
-    X = ds.X.at[3].set(ds.X[0])[None]  # sample 3 missing, sample 0 twice
+    X = ds.X.at[3].set(ds.X[0])[None, None]  # sample 3 missing, sample 0 twice
     reseed = reseed_program(problem, solvers.Reseed(), ridge=1e-10)
-    flags = jnp.ones((1,), bool)
-    off = jnp.zeros((1,), bool)
-    common = dict(keys=jax.random.split(key, 1), attempts=jnp.zeros(1, jnp.int32),
-                  state=problem.state, theta=problem.theta)
-    found = np.asarray(reseed(X, stuck=flags, explore=off, **common))[0]
+    flags = jnp.ones((1, 1), bool)
+    off = jnp.zeros((1, 1), bool)
+    one = problems.stack_problems([problem])  # one problem, one start
+    common = dict(keys=jax.random.split(key, 1)[None], attempts=jnp.zeros((1, 1), jnp.int32),
+                  state=one.state, theta=one.theta)
+    found = np.asarray(reseed(X, stuck=flags, explore=off, **common))[0, 0]
     errors = metrics.per_sample_errors(found, ds.X)
     assert errors[:3].max() < 1e-6  # the distinct candidates are kept
     # the duplicate moved to a start near the missing sample, from which the solver goes on
-    before = float(projection_loss(problem, X[0]))
+    before = float(projection_loss(problem, X[0, 0]))
     assert float(projection_loss(problem, found)) < 0.25 * before
     untouched = reseed(X, stuck=~flags, explore=off, **common)
     np.testing.assert_array_equal(untouched, X)
     # exploring replaces the same candidate by a random point instead of the searched one
-    explored = np.asarray(reseed(X, stuck=flags, explore=flags, **common))[0]
-    changed = np.flatnonzero(np.any(explored != np.asarray(X[0]), axis=1))
+    explored = np.asarray(reseed(X, stuck=flags, explore=flags, **common))[0, 0]
+    changed = np.flatnonzero(np.any(explored != np.asarray(X[0, 0]), axis=1))
     assert changed.size == 1 and np.linalg.norm(explored[changed[0]]) == pytest.approx(np.sqrt(8))
     assert metrics.per_sample_errors(explored, ds.X).max() > 1e-2
 
@@ -213,15 +214,16 @@ def test_smoothed_starts_cannot_stop_and_refine_with_shorter_steps():
     solver = solvers.Solver(optax.adam(0.05), tol=1.0, chunk=1, max_steps=100,
                             smoothing=solvers.Smoothing(refine_scale=0.2))
     X = jnp.broadcast_to(solvers.initial_candidates(key, problem, 1, problem.theta.dtype),
-                         (2, 3, 6))
-    state = jax.vmap(solvers.step_optimizer(problem, solver).init)(X)
-    flags = jnp.asarray([False, True])
-    args = (X, state, jnp.zeros(2, bool), flags, problem.state, problem.theta, 0, 1)
+                         (1, 2, 3, 6))
+    state = jax.vmap(jax.vmap(solvers.step_optimizer(problem, solver).init))(X)
+    flags = jnp.asarray([[False, True]])
+    one = problems.stack_problems([problem])
+    args = (X, state, jnp.zeros((1, 2), bool), flags, one.state, one.theta, 0, 1)
     _, _, done = solvers.block_program(problem, solver, smooth_until=50)(*args)[0]
-    assert done.tolist() == [True, False]  # tol=1 holds at once, but not while smoothing
+    assert done.tolist() == [[True, False]]  # tol=1 holds at once, but not while smoothing
     solver = dataclasses.replace(solver, tol=0.0)
     moved, _, _ = solvers.block_program(problem, solver)(*args)[0]
-    plain, refined = (float(jnp.linalg.norm(moved[i] - X[i])) for i in (0, 1))
+    plain, refined = (float(jnp.linalg.norm(moved[0, i] - X[0, i])) for i in (0, 1))
     assert refined == pytest.approx(0.2 * plain, rel=0.05)
 
 
@@ -248,7 +250,7 @@ def test_polish_finishes_what_adam_leaves_near_a_solution():
     ds, _, _, problem, key = make_rf(n=4, d=8, p=320, seed=2)
     near = project_to_sphere(ds.X + 0.05 * jax.random.normal(key, ds.X.shape), np.sqrt(8))
     polish, _ = polish_program(problem, solvers.Polish(), ridge=1e-10)
-    polished = polish(near)
+    polished = polish(near, problem.state, problem.theta)
     assert float(projection_loss(problem, near)) > 1e-4
     assert float(projection_loss(problem, polished)) < 1e-10
     assert metrics.per_sample_errors(polished, ds.X).max() < 1e-4
@@ -280,16 +282,17 @@ def test_the_budget_is_never_overrun():
 def test_clone_best_copies_the_leader_into_the_stuck_worst_starts():
     _, _, _, problem, key = make_rf(n=3, d=6, p=100)
     solver = solvers.preset("default", restarts=4)
-    state = solvers.initial_state(problem, solver, 4, 0, key)
-    current = np.array([3.0, 1.0, 5.0, 4.0])
-    cloned, explore = solvers.clone_best(state, current=current, stuck=np.ones(4, bool),
-                                         share=0.5)
-    assert explore.tolist() == [False, False, True, True]
+    state = solvers.initial_state(problem, solver, 4, 0, jnp.stack([key, key]))
+    current = np.array([[3.0, 1.0, 5.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    stuck = np.array([[True] * 4, [False] * 4])
+    cloned, explore = solvers.clone_best(state, current=current, stuck=stuck, share=0.5)
+    assert explore.tolist() == [[False, False, True, True], [False] * 4]
     for i in (2, 3):
-        np.testing.assert_array_equal(cloned.X[i], state.X[1])
-    np.testing.assert_array_equal(cloned.X[0], state.X[0])
-    assert cloned.checkpoint[2] == cloned.checkpoint[3] == 1.0
-    assert sorted(cloned.attempts[[2, 3]].tolist()) == [0, 1]  # a different candidate each
+        np.testing.assert_array_equal(cloned.X[0, i], state.X[0, 1])
+    np.testing.assert_array_equal(cloned.X[0, 0], state.X[0, 0])
+    np.testing.assert_array_equal(cloned.X[1], state.X[1])  # each problem on its own
+    assert cloned.checkpoint[0, 2] == cloned.checkpoint[0, 3] == 1.0
+    assert sorted(cloned.attempts[0, [2, 3]].tolist()) == [0, 1]  # a different candidate each
 
 
 def test_solve_runs_in_float64_without_the_process_wide_switch():
@@ -306,3 +309,45 @@ def test_solve_runs_in_float64_without_the_process_wide_switch():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-9  # float32 Gram solves stall far above
+
+
+def test_padded_features_leave_the_loss_unchanged():
+    ds, _, _, problem, key = make_rf(n=3, d=6, p=50)
+    padded = problems.pad_features(problem, 64)
+    assert padded.P == 64 and float(jnp.abs(padded.theta[50:]).max()) == 0.0
+    X = solvers.initial_candidates(key, problem, 1, jnp.float32)[0]
+    for candidates in (X, ds.X):
+        assert float(projection_loss(padded, candidates)) == pytest.approx(
+            float(projection_loss(problem, candidates)), rel=1e-9, abs=1e-15)
+    with pytest.raises(ValueError, match="at least"):
+        problems.pad_features(problem, 10)
+
+
+def test_problems_stack_only_when_they_share_map_and_shapes():
+    _, _, _, a, _ = make_rf(n=3, d=6, p=50, seed=0)
+    _, _, _, b, _ = make_rf(n=3, d=6, p=40, seed=1)
+    _, _, _, c, _ = make_rf(n=3, d=6, p=40, seed=1, activation="tanh")
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        problems.stack_problems([a, b])
+    batch = problems.stack_problems([problems.pad_features(a, 50), problems.pad_features(b, 50)])
+    assert batch.G == 2 and batch.theta.shape == (2, 50)
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        problems.stack_problems([problems.pad_features(b, 50), problems.pad_features(c, 50)])
+
+
+def test_a_batch_solves_each_problem_on_its_own():
+    made = [make_rf(n=2, d=5, p=p, seed=s) for p, s in ((30, 0), (25, 1), (40, 2))]
+    padded = [problems.pad_features(m[3], 40) for m in made]
+    keys = [m[4] for m in made]
+    solver = solvers.preset("default", max_steps=1500)
+    results = solvers.solve_batch(padded, solver, keys, progress=False)
+    for (ds, *_), result in zip(made, results):
+        assert result.converged and result.stop_reason == "tol"
+        assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2
+    # problem 0's run does not depend on its companions
+    other = solvers.solve_batch([padded[0], padded[2]], solver, [keys[0], keys[2]],
+                                progress=False)
+    np.testing.assert_array_equal(other[0].X, results[0].X)
+    assert other[0].iterations == results[0].iterations
+    with pytest.raises(ValueError, match="one key per problem"):
+        solvers.solve_batch(padded, solver, keys[:2], progress=False)
