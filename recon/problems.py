@@ -34,7 +34,10 @@ class ReconstructionProblem:
     ``smoothed_features(state, X, beta)``, where given, is a smooth version of the feature map
     that tends to ``features`` as ``beta`` grows; the solver may anneal ``beta`` early on
     (``Solver.smooth_steps``). ``None`` where the features are smooth already or no such
-    version exists."""
+    version exists. ``switched_features(state, X, beta, smooth)``, where given, is
+    ``smoothed_features`` where the flag ``smooth`` is set and ``features`` elsewhere, from one
+    computation of what the two share: under ``vmap`` the solver's per-start choice then costs
+    one feature map, not both."""
 
     features: Callable[[Any, Array], Array]
     state: Any
@@ -44,6 +47,7 @@ class ReconstructionProblem:
     radius: float
     name: str = "problem"
     smoothed_features: Callable[[Any, Array, Array], Array] | None = None
+    switched_features: Callable[[Any, Array, Array, Array], Array] | None = None
 
     @property
     def d(self) -> int:
@@ -79,6 +83,18 @@ def _rf_smoothed_features(act_name: str, streamed: tuple | None = None):
     return features
 
 
+@functools.cache
+def _rf_switched_features(act_name: str, slope: float):
+    exact = activation(act_name, slope)
+
+    def features(state, X, beta, smooth):
+        Z = X @ state["V"].T
+        F = jnp.where(smooth, smoothed_activation(act_name, beta)(Z), exact(Z))
+        return F * state["mask"] if "mask" in state else F
+
+    return features
+
+
 def _apply_rf(act, state, X, streamed):
     if streamed is not None:
         p, chunk, dtype = streamed
@@ -104,6 +120,8 @@ def random_features_problem(model: RandomFeatures, n: int,
         features=_rf_features(model.activation, relu_surrogate_slope, streamed),
         smoothed_features=(_rf_smoothed_features(model.activation, streamed)
                            if "relu" in model.activation else None),
+        switched_features=(_rf_switched_features(model.activation, relu_surrogate_slope)
+                           if "relu" in model.activation and streamed is None else None),
         state={"V_key": model.V_key[...]} if model.streamed else {"V": model.V[...]},
         theta=theta,
         n=n,

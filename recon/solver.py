@@ -269,9 +269,13 @@ def block_program(problem: ReconstructionProblem, solver: Solver, smooth_until: 
         if not smooth_until:
             return exact(X, state, theta)
 
+        growth = smoothing.beta_to / smoothing.beta_from
+        beta = smoothing.beta_from * growth ** (t / smooth_until)
+        if problem.switched_features is not None:  # one feature map per start, not two
+            F = problem.switched_features(state, X, beta, smoothed)
+            return projection_share(F, theta, ridge)
+
         def soft(X):
-            growth = smoothing.beta_to / smoothing.beta_from
-            beta = smoothing.beta_from * growth ** (t / smooth_until)
             return projection_share(problem.smoothed_features(state, X, beta), theta, ridge)
 
         return jax.lax.cond(smoothed, soft, lambda X: exact(X, state, theta), X)
@@ -347,15 +351,17 @@ class Programs:
         clock.compiling(lambda: jax.block_until_ready(
             self.loss(state.X, batch.state, batch.theta)))
         self.init = jax.vmap(jax.vmap(step_optimizer(problem, solver).init))
-        self._reseed = None
+        self._reseed, self._reseed_sizes = None, set()
         self._polish = None
 
     def reseed(self, X, **kwargs):
         """:func:`recon.solver_moves.reseed_program`, compiled at the first call."""
         if self._reseed is None:
-            program = reseed_program(self.batch.problem, self.solver.reseed, self.solver.ridge,
-                                     self.batch.G)
-            self._reseed = self.clock.compiling(lambda: program.lower(X, **kwargs).compile())
+            self._reseed = reseed_program(self.batch.problem, self.solver.reseed,
+                                          self.solver.ridge)
+        if len(X) not in self._reseed_sizes:  # one compilation per number of starts
+            self._reseed_sizes.add(len(X))
+            self.clock.compiling(lambda: jax.block_until_ready(self._reseed(X, **kwargs)))
         return self._reseed(X, **kwargs)
 
     def polish(self, X, g: int):
@@ -441,6 +447,21 @@ def clone_best(state: SolverState, *, current: np.ndarray, stuck: np.ndarray,
     return state._replace(X=X, attempts=attempts, checkpoint=checkpoint_), explore
 
 
+def reseed_targets(stuck: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(problem, start)`` indices the re-seed search runs on: every start of a single
+    problem (so its program does not change with the number stuck), else the stuck starts,
+    padded with repeats (the same search, the same result) to a power of two and at least
+    ``R``, so that few sizes compile. The search costs as much per start as a few hundred
+    steps: running it on the stuck starts only keeps a batch of many problems from paying it
+    for all of them."""
+    G, R = stuck.shape
+    if G == 1:
+        return np.zeros(R, int), np.arange(R)
+    g, r = np.nonzero(stuck)
+    size = max(R, 1 << (len(g) - 1).bit_length())
+    return np.resize(g, size), np.resize(r, size)
+
+
 def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
                  programs: Programs) -> SolverState:
     """Replace a candidate of every ``stuck`` start (:func:`recon.solver_moves.reseed_program`;
@@ -449,9 +470,12 @@ def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
     split = jax.vmap(jax.random.split)(state.key)
     key, sub = split[:, 0], split[:, 1]
     keys = jax.vmap(lambda k: jax.random.split(k, stuck.shape[1]))(sub)
-    X = programs.reseed(state.X, keys=keys, stuck=jnp.asarray(stuck),
-                        attempts=jnp.asarray(state.attempts), explore=jnp.asarray(explore),
-                        state=batch.state, theta=batch.theta)
+    g, r = reseed_targets(stuck)
+    new = programs.reseed(state.X[g, r], keys=keys[g, r], stuck=jnp.asarray(stuck[g, r]),
+                          attempts=jnp.asarray(state.attempts[g, r]),
+                          explore=jnp.asarray(explore[g, r]),
+                          state=jax.tree.map(lambda a: a[g], batch.state), theta=batch.theta[g])
+    X = state.X.at[g, r].set(new)
     fresh = programs.init(X)
     opt_state = jax.tree.map(lambda a, b: jnp.where(_grouped(stuck, a), a, b),
                              fresh, state.opt_state)

@@ -70,10 +70,10 @@ def left_out_direction(problem: ReconstructionProblem, state, theta, X: Array, a
     return worst, left_out / jnp.linalg.norm(left_out)
 
 
-def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float, G: int = 1):
-    """A jitted ``reseed(X, *, keys, stuck, attempts, explore, state, theta) -> X`` over all
-    starts of all problems (``state`` and ``theta`` stacked per problem, one key, flag and
-    attempt count per start: vmapped over problems, then starts): in each start flagged
+def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float):
+    """A jitted ``reseed(X, *, keys, stuck, attempts, explore, state, theta) -> X`` over a
+    list of starts (vmapped; each with its key, flag, attempt count, and its problem's
+    ``state`` and ``theta``, all stacked along the first axis): in each start flagged
     ``stuck``, the candidate of
     :func:`left_out_direction` is replaced by the end point of ``reseed.pool`` one-point
     searches that best captures the left-out direction (or, where ``explore`` is set, by a
@@ -96,7 +96,7 @@ def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float,
         best = jnp.where(explore, starts[0], pool[jnp.argmax(jax.vmap(score)(pool))])
         return jnp.where(stuck, X.at[worst].set(best), X)
 
-    batched = over_problems(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None)), G)
+    batched = jax.vmap(one)
 
     def run(X, *, keys, stuck, attempts, explore, state, theta):
         return batched(X, keys, stuck, attempts, explore, state, theta)

@@ -88,7 +88,8 @@ def sweep_table():
     """A made-up sweep table: (2, 5) crosses half recovery at ratio 1, (2, 10) at 2; the
     reference never does; one cell at p >= dn stopped at another dataset."""
     rows = [dict(n=n, d=d, ratio=r, seed=0, solver=solver, recovered_fraction=f,
-                 zero_loss_elsewhere=(n, d, r) == (2, 10, 1.0), active_features=int(r * n * d))
+                 zero_loss_elsewhere=(n, d, r) == (2, 10, 1.0), active_features=int(r * n * d),
+                 span_residual=1e-9 if f == 1 else 1e-2)
             for solver, fractions in (("default", {(2, 5): [0, 0.5, 1], (2, 10): [0, 0, 0.5]}),
                                       ("reference", {(2, 5): [0, 0, 0]}))
             for (n, d), fs in fractions.items() for r, f in zip([0.5, 1.0, 2.0], fs)]
@@ -104,16 +105,22 @@ def test_thresholds_silent_features_and_headline_of_a_run():
     assert found.ratio == pytest.approx({"n=2,d=5": 1.0, "n=2,d=10": 2.0})
     assert found.p_star == pytest.approx([10.0, 40.0]) and found.dn == [10, 20]
     assert found.slope == pytest.approx(2.0) and found.reference_points == {}
-    assert law.threshold_table(found).split("\n") == ["n=2,d=5     1.0", "n=2,d=10    2.0",
-                                                      "n=2,d=5   NaN"]
+    assert found.interval == {"n=2,d=5": [0.5, 1.0], "n=2,d=10": [1.0, 2.0]}
+    assert found.interval_reference == {"n=2,d=5": [2.0, None]}  # never reached
+    assert found.bootstrap["n=2,d=5"] == [1.0, 1.0]  # one seed: nothing to resample
+    table_ = law.threshold_table(found)
+    assert table_.loc["n=2,d=10", "p*/(dn)"] == 2.0 and table_.loc["n=2,d=5", "reference"] is None
     silent = law.silent_features(default)
     assert len(silent.cells) == 1 and silent.cells["active_over_dn"].iloc[0] == 1.0
     assert silent.text.startswith("1 of the 4 cells with p >= dn") and "never more" in silent.text
-    glued = law.headline(table, found, silent)
+    glued = law.headline(settings, table, found, silent)
     assert glued["threshold_ratio"] == {"n=2,d=5": 1.0, "n=2,d=10": 2.0}
+    assert glued["threshold_interval"] == {"n=2,d=5": [0.5, 1.0], "n=2,d=10": [1.0, 2.0]}
     assert glued["threshold_ratio_reference"] == {"n=2,d=5": None}
     assert glued["threshold_slope"] == 2.0 and glued["threshold_ratio_range"] == "1.00 to 2.00"
+    assert glued["threshold_slope_interval"] == [2.0, 2.0]
     assert glued["sweep_cells"] == len(table) and glued["silent_features"] == silent.text
+    assert glued["dn_range"] == "10 to 20" and glued["seed_count"] == 1
 
 
 def test_label_fit_table_fits_the_labels_past_p_equal_n():
@@ -130,3 +137,51 @@ def test_run_grid_stores_and_reuses_the_cells(tmp_path, capsys):
     assert table["version"].iloc[0] == sweep.code_version()
     assert law.run_grid(settings, str(tmp_path)).equals(table)
     assert "1 reused" in capsys.readouterr().out
+
+
+def test_bootstrap_over_seeds_brackets_the_threshold():
+    rows = [dict(n=2, d=5, ratio=r, seed=s, recovered_fraction=f)
+            for s, fs in enumerate([[0, 1, 1], [0, 0, 1], [0, 1, 1], [0, 0, 1]])
+            for r, f in zip([1.0, 1.2, 1.5], fs)]
+    draws = law.bootstrap_thresholds(pd.DataFrame(rows), draws=200)
+    low, high = law.percentile_interval(draws["n=2,d=5"])
+    assert 1.0 <= low < high <= 1.5  # the seeds disagree between 1.2 and 1.5
+    assert law.bracket([1.0, 1.2, 1.5], [0, 0.5, 1]) == [1.0, 1.2]
+    assert law.percentile_interval([float("nan")]) == [None, None]
+
+
+def test_ratio_bands_pad_each_cell_to_its_band():
+    assert law.ratio_bands([0.25, 0.5, 0.8, 1.0, 1.6, 2.0, 4.0]) == [0.5, 0.5, 1.6, 1.6, 1.6,
+                                                                     4.0, 4.0]
+    s = LawSweep(sizes=[[2, 5]], ratios=[0.8, 1.0, 1.6], seeds=[0])
+    assert {c["pad_to"] for c in s.cells()} == {16}
+
+
+def test_batched_cells_match_their_single_runs_in_what_they_recover():
+    cells = [dict(n=2, d=5, ratio=r, seed=s, max_steps=1500, pad_to=20)
+             for r in (0.5, 2.0) for s in (0, 1)]
+    batched = law.rf_cells(cells)
+    assert [r["batch_size"] for r in batched] == [4] * 4
+    assert [r["p"] for r in batched] == [5, 5, 20, 20]  # the padding is not counted
+    assert [r["recovered_fraction"] for r in batched[2:]] == [1.0, 1.0]
+    alone = law.rf_cell(**cells[2])
+    assert alone["recovered_fraction"] == 1.0 and alone["batch_size"] == 1
+    assert alone["span_residual"] < 1e-6 and batched[0]["span_residual"] > 1e-4
+
+
+def test_law_claims_are_checked_on_the_table():
+    settings = LawSweep(sizes=[[2, 5], [2, 10]], ratios=[0.5, 1.0, 2.0], seeds=[0],
+                        reference_size=[2, 5])
+    table = sweep_table()
+    default, reference = law.by_solver(table)
+    found = law.threshold_summary(settings, default, reference)
+    fit = pd.DataFrame({"n": [2] * 4, "d": [5] * 4, "p": [1, 2, 4, 8],
+                        "train_mse": [0.3, 1e-12, 1e-13, 1e-14]})
+    checked = {c.name: c for c in law.claims(settings, default, reference, fit, found,
+                                              law.silent_features(default))}
+    assert checked["labels_from_n"].holds
+    assert checked["never_all_below_dn"].holds  # nothing recovered below dn
+    assert not checked["thresholds_near_dn"].holds  # n=2, d=10 crosses at 2.0
+    assert checked["thresholds_near_dn"].values["thresholds"]["n=2,d=10"] == 2.0
+    assert not checked["all_from_twice_dn"].holds  # no size with n > 2 to check
+    assert checked["reference_behind"].holds and checked["misses_are_silent"].holds

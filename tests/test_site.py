@@ -271,3 +271,24 @@ def test_theorems_exercises_equations_and_figure_references_render(built_book):
     assert '<div class="solution dropdown admonition"' in reproducing
     assert (built_book / "_static" / "mathjax" / "tex-chtml.js").is_file()
     assert "cdn.jsdelivr.net/npm/mathjax" not in intro, "MathJax is served from the site"
+
+
+def test_every_chapter_glues_its_claims_and_shows_each_failing_one(built_book):
+    """Each chapter glues ``claims`` as records; every claim its run does not support is
+    named in a warning box on its page (none when all hold), and the status page counts
+    them. At the smoke sizes some claims fail (the law's grid has no size with n > 2), so
+    the warnings are exercised."""
+    failing_anywhere = []
+    status_page = page(built_book, f"{CHAPTERS}/status")
+    for name in notebooks.load_profiles():
+        glued = notebooks.read_glued(notebooks.CHAPTERS / f"{name}.ipynb")["claims"]
+        assert glued and all(set(r) == {"name", "holds", "values"} for r in glued), name
+        failing = sorted(r["name"] for r in glued if not r["holds"])
+        html = page(built_book, f"{CHAPTERS}/{name}")
+        boxes = re.findall(r'recon-claim-failed">(.*?)</div>', html, flags=re.S)
+        shown = sorted(set(re.findall(r"<code>(\w+)</code>", "".join(boxes))))
+        assert shown == failing, (name, shown, failing)
+        supported = len(glued) - len(failing)
+        assert f"{supported} / {len(glued)}" in status_page, name
+        failing_anywhere += failing
+    assert failing_anywhere, "no claim failed at smoke: the warning path went untested"

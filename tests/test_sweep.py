@@ -260,3 +260,41 @@ def test_dask_process_workers_by_address(tmp_path, clean_table):
         summary = run(tmp_path, scheduler=cluster.scheduler_address)
     assert (summary.computed, summary.failed) == (6, 0)
     assert stable(load_table(tmp_path, GRID)).equals(clean_table)
+
+
+def batch_cells(cells):
+    """A batch function: ``demo_cell`` of every cell, one failing cell returned as an error."""
+    return [ValueError("x=2 fails alone") if c["x"] == 2 else demo_cell(**c) for c in cells]
+
+
+def test_a_batch_function_computes_groups_and_fails_cells_one_by_one(tmp_path):
+    calls = []
+
+    def counted(cells):
+        calls.append(sorted({c["seed"] for c in cells}))
+        return batch_cells(cells)
+
+    counted.__module__, counted.__qualname__ = __name__, "batch_cells"
+    summary = run(tmp_path, fn=counted, batch_by=["seed"])
+    assert summary.computed == 6 and summary.failed == 2
+    assert calls == [[0], [1]]  # one call per seed, each with its three cells
+    table = load_table(tmp_path, GRID)
+    ok = table[table.status == "ok"].sort_values(["x", "seed"])
+    assert ok.x.tolist() == [1, 1, 3, 3]
+    assert set(table[table.status == "failed"].error) == {"ValueError: x=2 fails alone"}
+    calls.clear()
+    again = run(tmp_path, fn=counted, batch_by=["seed"])
+    assert (again.reused, again.computed) == (4, 2)  # the failed cells are retried, batched
+    assert calls == [[0], [1]]
+    with pytest.raises(TypeError, match="batch_by"):
+        run(tmp_path, fn=counted, batch_by="seed")
+
+
+def test_a_batch_function_that_breaks_fails_its_whole_group(tmp_path):
+    def broken(cells):
+        return cells[:1]
+
+    broken.__module__, broken.__qualname__ = __name__, "broken"
+    summary = run(tmp_path, fn=broken, batch_by=["seed"])
+    assert summary.failed == 6
+    assert "one entry per cell" in load_table(tmp_path, GRID).error.iloc[0]

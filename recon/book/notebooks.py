@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from recon import checks
+from recon.book import claims
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: recon/book/ is two below it
 NOTEBOOKS = ROOT / "notebooks"
@@ -56,8 +57,9 @@ def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = No
     """Execute ``notebooks/NAME.ipynb`` with papermill at ``profile`` (plus ``overrides``)
     into ``output_dir/NAME.ipynb``, writing figures to ``figures`` and (unless
     ``$JAX_COMPILATION_CACHE_DIR`` is set) JAX's compiled programs to ``compile_cache``.
-    Returns a status record: parameters, seconds, success, the time it finished (UTC) and the
-    error if it failed; on failure the exception is re-raised with the record as its
+    Returns a status record: parameters, seconds, success, the time it finished (UTC), the
+    count of the claims it glued that its run supports (:func:`recon.book.claims.count`) and
+    the error if it failed; on failure the exception is re-raised with the record as its
     ``recon_record`` attribute."""
     import papermill as pm
 
@@ -75,6 +77,9 @@ def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = No
                                 parameters=params, kernel_name="python3", progress_bar=False,
                                 cwd=str(output_dir))
         record.update(success=True, error=None)
+        glued = read_glued(output).get("claims")
+        if isinstance(glued, list):
+            record["claims"] = claims.count(glued)
     except Exception as exc:
         record.update(success=False, error=f"{type(exc).__name__}: {exc}")
         try:

@@ -144,21 +144,31 @@ def render_status(records: list[dict], env: dict, names: list[str],
     return "\n".join(lines) + "\n"
 
 
+def _claims(count: dict | None) -> str:
+    """``supported / total`` of a chapter's claims, the failing ones named in bold."""
+    if not count:
+        return ""
+    text = f"{count['supported']} / {count['total']}"
+    if count["failing"]:
+        text = f"**{text}** (not supported: {', '.join(map(_cell, count['failing']))})"
+    return text
+
+
 def _notebook_rows(records: list[dict], names: list[str], in_toc: list[str]) -> list[str]:
     """The page's table of notebooks, then the error of each that failed."""
     by_name = {r["notebook"]: r for r in records}
     lines = [
         "## Notebooks",
         "",
-        "| chapter | profile | parameters | run time | result | finished (UTC) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| chapter | profile | parameters | run time | result | claims supported | finished (UTC) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     failures = []
     for name in names:
         chapter = f"{{doc}}`{name}`" if name in in_toc else f"`{name}` (not in the book)"
         record = by_name.get(name)
         if record is None:
-            lines.append(f"| {chapter} | | | | not run | |")
+            lines.append(f"| {chapter} | | | | not run | | |")
             continue
         result = "ok" if record.get("success") else "**failed**"
         if not record.get("success"):
@@ -168,7 +178,7 @@ def _notebook_rows(records: list[dict], names: list[str], in_toc: list[str]) -> 
         finished = (record.get("finished") or "").replace("T", " ")[:16]
         lines.append(f"| {chapter} | `{_cell(record.get('profile', ''))}` | "
                      f"{_parameters(record.get('parameters') or {})} | {run_time} | {result} | "
-                     f"{finished} |")
+                     f"{_claims(record.get('claims'))} | {finished} |")
     lines += ["", "Parameters not listed are at the notebook's defaults: "
               "`papermill --help-notebook notebooks/NAME.ipynb` lists them all.", ""]
     for record in failures:

@@ -301,6 +301,48 @@ def _run_cell(fn: Callable, params: dict) -> dict:
     return _outcome("ok", metrics, None, None, time.perf_counter() - start)
 
 
+def _run_batch(fn: Callable, cells: list[dict]) -> list[dict]:
+    """Run a batch function ``fn(cells) -> [metrics or exception, ...]`` on ``cells`` and
+    return one outcome per cell (the batch's time shared out): an exception raised by ``fn``,
+    or a result that is not one entry per cell, fails every cell; an exception returned in
+    place of a cell's metrics fails that cell only."""
+    start = time.perf_counter()
+    try:
+        results = fn(cells)
+        if not isinstance(results, (list, tuple)) or len(results) != len(cells):
+            raise TypeError(f"{function_name(fn)} must return one entry per cell "
+                            f"({len(cells)}), got {type(results).__name__}")
+    except Exception as err:  # noqa: BLE001 - every failure is recorded, none kills the sweep
+        return [_failure(err, (time.perf_counter() - start) / len(cells))] * len(cells)
+    share = (time.perf_counter() - start) / len(cells)
+    outcomes = []
+    for result in results:
+        if isinstance(result, BaseException):
+            outcomes.append(_failure(result, share))
+            continue
+        try:
+            outcomes.append(_outcome("ok", _plain_metrics(result), None, None, share))
+        except Exception as err:  # noqa: BLE001
+            outcomes.append(_failure(err, share))
+    return outcomes
+
+
+def _run_unit(fn: Callable, cells: list[dict], batched: bool) -> list[dict]:
+    """The outcomes of one unit of work: a batch of cells, or a single cell."""
+    return _run_batch(fn, cells) if batched else [_run_cell(fn, cells[0])]
+
+
+def _units(cells: list[dict], batch_by: Sequence[str] | None) -> list[list[int]]:
+    """The indices of ``cells`` grouped into units of work: one cell each, or (with
+    ``batch_by``) the cells that share the values of those parameters, in first-seen order."""
+    if batch_by is None:
+        return [[i] for i in range(len(cells))]
+    groups: dict[str, list[int]] = {}
+    for i, cell in enumerate(cells):
+        groups.setdefault(_canonical({k: cell.get(k) for k in batch_by}), []).append(i)
+    return list(groups.values())
+
+
 def _write_json_atomic(path: Path, record: dict) -> None:
     """Write ``record`` to ``path`` atomically: temp file in the same folder, fsync, replace."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
@@ -458,27 +500,30 @@ def _to_compute(path: Path, cells: list[dict], fn_name: str, version: str, retry
     return todo, keys
 
 
-def _execute_local(fn, cells):
-    """Yield ``(index, outcome)`` running the cells one after another in this process."""
-    for i, cell in enumerate(cells):
-        yield i, _run_cell(fn, cell)
+def _execute_local(fn, cells, units, batched):
+    """Yield ``(index, outcome)`` running the units one after another in this process."""
+    for unit in units:
+        yield from zip(unit, _run_unit(fn, [cells[i] for i in unit], batched))
 
 
-def _execute_dask(fn, cells, scheduler):
-    """Yield ``(index, outcome)`` as Dask futures complete (``client.map`` + ``as_completed``)."""
+def _execute_dask(fn, cells, units, batched, scheduler):
+    """Yield ``(index, outcome)`` as Dask futures complete (``client.map`` + ``as_completed``),
+    one future per unit."""
     from dask.distributed import Client, as_completed
 
     own = not isinstance(scheduler, Client)
     client = Client(scheduler) if own else scheduler
-    futures = client.map(_run_cell, [fn] * len(cells), cells, pure=False)
-    index = {f.key: i for i, f in enumerate(futures)}
+    futures = client.map(_run_unit, [fn] * len(units), [[cells[i] for i in u] for u in units],
+                         [batched] * len(units), pure=False)
+    index = {f.key: u for f, u in zip(futures, units)}
     try:
         for future in as_completed(futures):
+            unit = index[future.key]
             try:
-                outcome = future.result()
+                outcomes = future.result()
             except Exception as err:  # noqa: BLE001 - lost worker, unpicklable fn, ...
-                outcome = _failure(err, 0.0)
-            yield index[future.key], outcome
+                outcomes = [_failure(err, 0.0)] * len(unit)
+            yield from zip(unit, outcomes)
     finally:
         client.cancel([f for f in futures if not f.done()])
         if own:
@@ -496,6 +541,7 @@ def run_sweep(
     version: str = "",
     max_cells: int | None = None,
     progress: bool = True,
+    batch_by: Sequence[str] | None = None,
 ) -> Summary:
     """Compute every cell of ``grid`` with ``fn`` that ``store`` does not already hold.
 
@@ -510,13 +556,19 @@ def run_sweep(
     ``version``: the code version (:func:`code_version`), part of every cell's key, so that
     the cell function takes only the parameters it computes with.
     ``max_cells``: compute at most this many cells now (the rest stay pending).
+    ``batch_by``: parameter names; ``fn`` is then a batch function ``fn(cells) -> list`` run
+    once per group of missing cells sharing those parameters' values, returning each cell's
+    metrics (or an exception, which fails that cell alone).
     Returns a :class:`Summary`. All inputs are checked before any cell is computed.
     """
     started = time.perf_counter()
     cells = grid.cells()
     fn_name = function_name(fn)
     executor = _check_options(executor, scheduler, max_cells, version)
-    _check_signature(fn, cells)
+    if batch_by is None:
+        _check_signature(fn, cells)
+    elif isinstance(batch_by, str) or not all(isinstance(k, str) for k in batch_by):
+        raise TypeError(f"batch_by must be a list of parameter names, got {batch_by!r}")
     path = _prepare_store(store)
 
     summary = Summary(grid=grid.name, store=str(path), total=len(cells))
@@ -525,10 +577,10 @@ def run_sweep(
     summary.pending = len(todo) - limit
     todo = todo[:limit]
 
-    if executor == "local":
-        results = _execute_local(fn, todo)
-    else:
-        results = _execute_dask(fn, todo, scheduler)
+    units = _units(todo, batch_by)
+    batched = batch_by is not None
+    results = (_execute_local(fn, todo, units, batched) if executor == "local"
+               else _execute_dask(fn, todo, units, batched, scheduler))
     with tqdm(total=limit, desc=grid.name, unit="cell", disable=not progress) as bar:
         for i, outcome in results:
             record = {"key": todo_keys[i], "grid": grid.name, "fn": fn_name, "params": todo[i],

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from recon import checks, images, metrics, plots, problems, train
 from recon import solver as solvers
 from recon.book import figures
+from recon.book.claims import Claim, claim
 from recon.book.glue import decimals, significant
 from recon.chapters.settings import ChapterSettings
 from recon.loss import projection_loss
@@ -388,6 +389,24 @@ class ImageChapter(ChapterSettings):
         }
 
 
+    def claims(self, data: ChapterData, main: Outcome, table: pd.DataFrame) -> list[Claim]:
+        """The chapter's observed statements, checked on the sweep ``table``: no model below
+        ``2 d n`` recovers every image (exact recovery needs several times ``d n`` here),
+        and the mean SSIM at the sweep's largest ``p`` is above that at its smallest."""
+        early = table[table.p_over_dn < 2]
+        ends = table.sort_values("p")
+        return [
+            claim("no_exact_recovery_below_2dn", "No model of the sweep below p = 2 dn "
+                  "recovers every image to the matched-error threshold.",
+                  len(early) and (early.recovered_fraction < 1).all(), models=len(early),
+                  best_share=float(early.recovered_fraction.max()) if len(early) else None),
+            claim("ssim_grows_with_p", "The mean SSIM at the sweep's largest p is higher than "
+                  "at its smallest.", ends.mean_ssim.iloc[-1] > ends.mean_ssim.iloc[0],
+                  smallest_p_ssim=decimals(ends.mean_ssim.iloc[0], 3),
+                  largest_p_ssim=decimals(ends.mean_ssim.iloc[-1], 3)),
+        ]
+
+
 @dataclass(frozen=True)
 class NetworkChapter(ImageChapter):
     """Settings shared by the trained networks: every weight trained by full-batch gradient
@@ -446,6 +465,15 @@ class NetworkChapter(ImageChapter):
             "loss_at_truth": significant(main.loss_at_truth, 2),
             "best_sweep_error": significant(table.mean_error.min(), 3),
         }
+
+    def claims(self, data: ChapterData, main: Outcome, table: pd.DataFrame) -> list[Claim]:
+        """:meth:`ImageChapter.claims`, and: the solver's loss in the main run comes within
+        a factor 10 of the floor, the loss at the truth (it finds what training left)."""
+        return [*super().claims(data, main, table), claim(
+            "solver_reaches_the_floor", "The solver's final loss is at most 10 times the loss "
+            "at the true images, the floor left by training the layers below the readout.",
+            main.loss <= 10 * main.loss_at_truth, loss=significant(main.loss, 2),
+            loss_at_truth=significant(main.loss_at_truth, 2))]
 
 
 # ---------------------------------------------------------------------- tables and figures

@@ -3,8 +3,8 @@
 :class:`SyntheticRF` holds the chapter's validated settings (built from the notebook's
 parameters in one call); :meth:`SyntheticRF.setup` trains the model, :func:`run_solvers`
 attacks its ``theta`` with the main preset and, for comparison, the other one;
-:func:`sample_errors` measures the main reconstruction per sample, and :func:`headline` gives
-the numbers the chapter quotes.
+:func:`sample_errors` measures the main reconstruction per sample, :func:`headline` gives
+the numbers the chapter quotes and :func:`claims` checks its sentences against the run.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from recon import checks, metrics, problems
 from recon.book import glue
+from recon.book.claims import Claim, claim
 from recon.chapters.settings import ChapterSettings
 from recon.models import ACTIVATIONS
 from recon.problems import SyntheticSetup
@@ -147,8 +148,9 @@ def sample_errors(X_hat, X) -> SampleErrors:
 def headline(settings: SyntheticRF, setup: SyntheticSetup, result: Reconstruction,
              errors: SampleErrors) -> dict:
     """The numbers the chapter quotes: train MSE and mean error (3 significant digits), the
-    recovered share, iterations, seconds and compile seconds (1 decimal), the solver's name
-    and ``p/(d n)`` (2 decimals)."""
+    recovered share, iterations, seconds and compile seconds (1 decimal), the solver's name,
+    ``p/(d n)`` (2 decimals), the largest feature-span residual (3 significant digits) and
+    the other preset's step budget."""
     return {
         "train_mse": glue.significant(setup.fit.train_mse, 3),
         "recovered_fraction": metrics.recovered_fraction(result.X, setup.dataset.X,
@@ -159,4 +161,49 @@ def headline(settings: SyntheticRF, setup: SyntheticSetup, result: Reconstructio
         "compile_seconds": glue.decimals(result.compile_seconds, 1),
         "solver_name": settings.solver,
         "p_over_dn": glue.decimals(settings.p / settings.dn, 2),
+        "span_residual": glue.significant(span_residuals(settings, setup, result.X).max(), 3),
+        "compare_steps": settings.compare_steps,
     }
+
+
+def span_residuals(settings: SyntheticRF, setup: SyntheticSetup, X_hat) -> np.ndarray:
+    """The paper's feature-span residual of each training point: the part of its feature
+    vector outside the span of the reconstruction's features, over ``sqrt(p)``
+    (:func:`recon.metrics.feature_span_residuals`)."""
+    problem = problems.random_features_problem(setup.model, settings.n)
+    return metrics.feature_span_residuals(problem.feature_matrix(setup.dataset.X),
+                                          problem.feature_matrix(X_hat))
+
+
+def claims(settings: SyntheticRF, setup: SyntheticSetup, runs: Runs,
+           errors: SampleErrors) -> list[Claim]:
+    """The chapter's observed statements, each checked on this run: the labels are fitted,
+    the main solver recovers every point, the feature-span residual vanishes, the sign is
+    recovered (activations that are not odd), and ours reaches its tolerance in fewer steps
+    than the authors' settings (when both ran)."""
+    recovered = metrics.recovered_fraction(runs.main.X, setup.dataset.X, settings.threshold)
+    span = span_residuals(settings, setup, runs.main.X)
+    found = [
+        claim("labels_fitted", "The labels are fitted exactly (train MSE below 1e-8).",
+              setup.fit.train_mse < 1e-8, train_mse=glue.significant(setup.fit.train_mse, 3)),
+        claim("all_recovered", f"The {settings.solver} solver recovers every training point "
+              f"(matched error below {settings.threshold:g}).", recovered == 1.0,
+              recovered_fraction=recovered),
+        claim("span_residual_vanishes", "Every training point's feature vector lies in the span "
+              "of the reconstruction's features (feature-span residual below 1e-6).",
+              span.max() < 1e-6, largest_span_residual=glue.significant(span.max(), 3)),
+    ]
+    if settings.activation != "tanh":
+        gap = float(np.abs(errors.signed - errors.sign_aware).max())
+        found.append(claim("sign_recovered", "The signed and the sign-aware errors agree: the "
+                           "sign is recovered too.", gap < 1e-9, largest_gap=gap))
+    if len(runs.by_label) == 2:
+        ours, theirs = (runs.by_label[_label(name)] for name in ("default", "reference"))
+        found.append(claim(
+            "ours_first", "Our solver reaches its tolerance, in fewer steps than the authors' "
+            "settings reach theirs.", ours.converged and (not theirs.converged
+                                                         or ours.iterations < theirs.iterations),
+            default_steps=ours.iterations, default_converged=ours.converged,
+            reference_steps=theirs.iterations, reference_converged=theirs.converged,
+            reference_loss=glue.significant(theirs.loss, 3)))
+    return found

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from recon import checks, loss, metrics, precision, problems, solver, theory
+from recon.book.claims import Claim, claim
 from recon.book.glue import decimals, significant
 from recon.chapters.settings import ChapterSettings
 from recon.models import ACTIVATIONS
@@ -56,6 +57,36 @@ def _check(ok, message: str) -> None:
     """Raise ``AssertionError(message)`` unless ``ok`` (a verdict that ``python -O`` keeps)."""
     if not ok:
         raise AssertionError(message)
+
+
+#: the statement each section's verdicts check, as the chapter states it
+CLAIMS = {
+    "circles": "On random great circles r is zero at the training point and clearly positive "
+               "elsewhere, below as above the threshold; above it no second zero of r is "
+               "found, below the one-point count one is.",
+    "landing": "Above the threshold every zero of r the one-point solver finds is a training "
+               "point, and at the largest ratio most runs find one.",
+    "rank": "The rank of the restricted Jacobian never exceeds min(p - n, (d - 1) n); for the "
+            "smooth activations it equals that bound, so it is full exactly from p = dn; "
+            "ReLU is never full before dn.",
+    "local_rank": "recon.theory.local_rank, one model per p, gives the scanned ranks around "
+                  "the jump.",
+    "null_dataset": "Below the threshold the polish ends at a different dataset with zero "
+                    "loss; above it, it returns to the truth.",
+    "symmetry": "Every sample is recovered up to its sign; flipping signs keeps the loss at "
+                "zero for the odd activation only, and the others recover the sign too.",
+}
+
+
+def section_claim(name: str, verdict, args: tuple, values: dict) -> Claim:
+    """The claim ``name`` of :data:`CLAIMS`, holding when ``verdict(*args)`` passes; its
+    values are the section's glued ``values``, plus the failed check's message when it
+    fails (so the page says what failed instead of stopping)."""
+    try:
+        verdict(*args)
+    except AssertionError as err:
+        return claim(name, CLAIMS[name], False, failed_check=str(err), **values)
+    return claim(name, CLAIMS[name], True, **values)
 
 
 # ----------------------------------------------------------------------------- settings
