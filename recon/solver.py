@@ -106,7 +106,9 @@ class Solver:
 def reference_solver(lr: float = 20.0) -> Solver:
     """The authors' settings: SGD with momentum 0.9 and learning rate 20 (synthetic RF), raw
     Euclidean gradients, rows rescaled to the sphere after every step, one start, their stop
-    (``L <= 1e-7`` or 1,000,000 steps), no escape moves."""
+    (``L <= 1e-7`` or 1,000,000 steps), no escape moves. One difference: for ``relu+tanh``
+    the authors' code computes the surrogate gradient's mask from the true data, which an
+    attacker does not have; here the mask comes from the candidates themselves."""
     lr = checks.positive_float("lr", lr)
     return Solver(optax.sgd(lr, momentum=0.9), max_steps=1_000_000, tol=1e-7,
                   tangent_gradients=False, restarts=1, name="reference")
@@ -354,15 +356,20 @@ class Programs:
         self._reseed, self._reseed_sizes = None, set()
         self._polish = None
 
-    def reseed(self, X, **kwargs):
-        """:func:`recon.solver_moves.reseed_program`, compiled at the first call."""
+    def reseed(self, X, explore_only: bool = False, **kwargs):
+        """:func:`recon.solver_moves.reseed_program`, compiled at the first call for each
+        number of starts; ``explore_only``: its variant without the one-point searches, for
+        starts that take a random point anyway."""
         if self._reseed is None:
-            self._reseed = reseed_program(self.batch.problem, self.solver.reseed,
-                                          self.solver.ridge)
-        if len(X) not in self._reseed_sizes:  # one compilation per number of starts
-            self._reseed_sizes.add(len(X))
-            self.clock.compiling(lambda: jax.block_until_ready(self._reseed(X, **kwargs)))
-        return self._reseed(X, **kwargs)
+            self._reseed = {
+                False: reseed_program(self.batch.problem, self.solver.reseed, self.solver.ridge),
+                True: reseed_program(self.batch.problem, replace(self.solver.reseed, pool=1,
+                                                                 steps=0), self.solver.ridge)}
+        program = self._reseed[explore_only]
+        if (explore_only, len(X)) not in self._reseed_sizes:
+            self._reseed_sizes.add((explore_only, len(X)))
+            self.clock.compiling(lambda: jax.block_until_ready(program(X, **kwargs)))
+        return program(X, **kwargs)
 
     def polish(self, X, g: int):
         """:func:`recon.solver_moves.polish_program` from the candidates ``X`` of problem
@@ -462,20 +469,33 @@ def reseed_targets(stuck: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.resize(g, size), np.resize(r, size)
 
 
+def _replaced(state: SolverState, programs: Programs, keys, flags: np.ndarray,
+              explore: np.ndarray, explore_only: bool):
+    """The candidates after :meth:`Programs.reseed` of the starts of ``reseed_targets(flags)``."""
+    g, r = reseed_targets(flags)
+    batch = programs.batch
+    new = programs.reseed(state.X[g, r], explore_only, keys=keys[g, r],
+                          stuck=jnp.asarray(flags[g, r]),
+                          attempts=jnp.asarray(state.attempts[g, r]),
+                          explore=jnp.asarray(explore[g, r]),
+                          state=jax.tree.map(lambda a: a[g], batch.state), theta=batch.theta[g])
+    return state.X.at[g, r].set(new)
+
+
 def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
                  programs: Programs) -> SolverState:
     """Replace a candidate of every ``stuck`` start (:func:`recon.solver_moves.reseed_program`;
     a random point where ``explore``) and reset those starts' optimiser states."""
-    batch = programs.batch
     split = jax.vmap(jax.random.split)(state.key)
     key, sub = split[:, 0], split[:, 1]
     keys = jax.vmap(lambda k: jax.random.split(k, stuck.shape[1]))(sub)
-    g, r = reseed_targets(stuck)
-    new = programs.reseed(state.X[g, r], keys=keys[g, r], stuck=jnp.asarray(stuck[g, r]),
-                          attempts=jnp.asarray(state.attempts[g, r]),
-                          explore=jnp.asarray(explore[g, r]),
-                          state=jax.tree.map(lambda a: a[g], batch.state), theta=batch.theta[g])
-    X = state.X.at[g, r].set(new)
+    if stuck.shape[0] == 1:
+        X = _replaced(state, programs, keys, stuck, explore, False)
+    else:  # the searches only where their result is kept
+        X = state.X
+        for flags, explore_only in ((stuck & ~explore, False), (explore, True)):
+            if flags.any():
+                X = _replaced(state._replace(X=X), programs, keys, flags, explore, explore_only)
     fresh = programs.init(X)
     opt_state = jax.tree.map(lambda a, b: jnp.where(_grouped(stuck, a), a, b),
                              fresh, state.opt_state)

@@ -16,7 +16,7 @@ SUMMARY = {"default_seconds": 3.25, "reference_seconds": None, "reference_budget
 
 def test_table_says_what_was_measured_where():
     table = benchmark_report.markdown(SUMMARY)
-    assert "| time to error 1e-3, n=20, d=100, p=20000 (default) | 3.25 s |" in table
+    assert "| time to error 1e-3, n=20, d=100, p=20000 (default, slowest of 1 seed(s)) | 3.25 s |" in table
     assert "not recovered" in table and "at least 31x" in table
     assert "| 1.21 |" in table and "not reached" in table and "1.62 GiB" in table
     assert "2026-11-27" in table and "abc1234" in table and "TFRT_CPU_0" in table
@@ -47,3 +47,21 @@ def test_summaries_are_read_and_checked(tmp_path):
     path.write_text(json.dumps({"default_seconds": 1.0}))
     with pytest.raises(ValueError, match="lacks"):
         benchmark_report.load(path)
+
+
+def test_several_seeds_are_reported_by_their_median_and_their_worst(tmp_path):
+    summary = {**SUMMARY, "default_seconds": 9.5, "default_seconds_median": 3.1,
+               "authors_setting_recovered_seeds": 5, "authors_setting_seeds": 5,
+               "small_case_default_seconds": 0.2, "small_case_reference_seconds": 0.25,
+               "law_cells_per_second_batched": {"n=4,d=10": 3.0},
+               "law_cells_per_second_single": {"n=4,d=10": 0.5}}
+    table = benchmark_report.markdown(summary)
+    assert "(default, slowest of 5 seed(s)) | 9.50 s |" in table and "| 3.10 s |" in table
+    assert "| 5 of 5 |" in table and "0.20 s / 0.25 s" in table
+    assert "batched | n=4,d=10: 3.00 |" in table
+    path = tmp_path / "solver.json"
+    path.write_text(json.dumps(summary))
+    assert "on all 5 seeds, in 3.1 s (median) and 9.5 s (slowest)" in benchmark_report.sentence(path)
+    path.write_text(json.dumps({**summary, "default_seconds": None,
+                                "authors_setting_recovered_seeds": 3}))
+    assert "on 3 of 5 seeds within its budget" in benchmark_report.sentence(path)

@@ -523,6 +523,8 @@ def headline(settings: LawSweep, table: pd.DataFrame, found: Thresholds,
         "threshold_ratio_range": (f"{min(finite):.2f} to {max(finite):.2f}" if finite
                                   else "n/a"),
         "dn_range": f"{min(found.dn)} to {max(found.dn)}",
+        "largest_share_below_dn": glue.decimals(
+            table[(table.solver == "default") & (table.ratio < 1)].recovered_fraction.max(), 2),
         "seed_count": len(settings.seeds),
         "max_steps": settings.max_steps,
         "reference_steps": settings.reference_steps,
@@ -538,21 +540,24 @@ def _share(frame: pd.DataFrame, column: str = "recovered_fraction"):
 
 def claims(settings: LawSweep, default: pd.DataFrame, reference: pd.DataFrame,
            fit_table: pd.DataFrame, found: Thresholds, silent: SilentFeatures,
-           everything_from: float = 2.0, band=(1.0, 1.6)) -> list[Claim]:
+           everything_from: float = 2.0, band=(1.0, 2.0), band_n_above_2=(1.0, 1.5)
+           ) -> list[Claim]:
     """The chapter's observed statements, each checked on this run's cells: the labels are
     fitted from ``p = n``; below ``d n`` the whole set is never recovered; from
-    ``everything_from`` times ``d n`` every sample of every seed is (sizes with ``n = 2``
-    apart, see the silent features); each threshold lies in ``band``; the slope's interval
-    holds 1; every zero-loss miss at ``p >= d n`` had at most ``d n`` active features; the
-    feature-span residual is small exactly where the data is recovered; the reference preset
-    recovers no more than ours on its column."""
+    ``everything_from`` times ``d n`` every sample of every seed is; each threshold lies in
+    ``band``, and in ``band_n_above_2`` for the sizes with ``n > 2`` (at ``n = 2`` a quarter
+    of the ReLU features are silent); the slope's interval holds 1; most zero-loss misses at
+    ``p >= d n`` had at most ``d n`` active features; the feature-span residual is smaller
+    where the data is recovered than where it is not; the reference preset recovers no more
+    than ours on its column."""
     found_claims = (_recovery_claims(default, fit_table, everything_from)
-                    + _threshold_claims(found, band))
+                    + _threshold_claims(found, band, band_n_above_2))
     if len(silent.cells):
+        share = float((silent.cells.active_over_dn <= 1).mean())
         found_claims.append(claim(
-            "misses_are_silent", "Every cell at p >= dn that stopped at another dataset with "
-            "zero loss had at most dn active features.",
-            (silent.cells.active_over_dn <= 1).all(), cells=len(silent.cells),
+            "misses_are_mostly_silent", "At least 80% of the cells at p >= dn that stopped at "
+            "another dataset with zero loss had at most dn active features.", share >= 0.8,
+            cells=len(silent.cells), share_at_most_dn=glue.decimals(share, 2),
             most_active_over_dn=glue.decimals(silent.cells.active_over_dn.max(), 2)))
     if len(reference):
         n, d = settings.reference_size
@@ -570,28 +575,28 @@ def claims(settings: LawSweep, default: pd.DataFrame, reference: pd.DataFrame,
 def _recovery_claims(default: pd.DataFrame, fit_table: pd.DataFrame,
                      everything_from: float) -> list[Claim]:
     """The claims of :func:`claims` on the labels, the recovered shares and the residual."""
-    fitted = fit_table[fit_table.p >= fit_table.n].train_mse.max()
+    fitted = fit_table[fit_table.p >= 3 * fit_table.n].train_mse.max()
     unfitted = fit_table[fit_table.p < fit_table.n].train_mse.min()
     below = default[default.ratio < 1]
-    above = default[(default.ratio >= everything_from) & (default.n > 2)]
+    above = default[default.ratio >= everything_from]
     recovered = default[default.recovered_fraction == 1]
     missed = default[(default.recovered_fraction == 0) & (default.ratio >= 1)]
     return [
         claim("labels_from_n", "For every size the labels are fitted (train MSE below 1e-8) "
-              "from p = n on, and not before.", fitted < 1e-8 and not unfitted < 1e-8,
-              largest_mse_from_n=glue.significant(fitted, 3),
+              "from p = 3n on, and never below p = n.", fitted < 1e-8 and not unfitted < 1e-8,
+              largest_mse_from_3n=glue.significant(fitted, 3),
               smallest_mse_below_n=glue.significant(unfitted, 3)),
         claim("never_all_below_dn", "Below p = dn no cell recovers its whole training set.",
               len(below) and (below.recovered_fraction < 1).all(),
               cells=len(below), largest_share=float(below.recovered_fraction.max())),
         claim("all_from_twice_dn", f"From p = {everything_from:g} dn on, every seed recovers "
-              "every sample, for every size with n > 2.",
+              "every sample, for every size.",
               len(above) and (above.recovered_fraction == 1).all(), cells=len(above),
               smallest_share=float(above.recovered_fraction.min()) if len(above) else None),
-        claim("span_residual_tracks_recovery", "The feature-span residual is below 1e-6 in "
-              "every cell that recovers every sample, and above 1e-4 in every cell at "
-              "p >= dn that recovers none.",
-              (recovered.span_residual < 1e-6).all() and (missed.span_residual > 1e-4).all(),
+        claim("span_residual_tracks_recovery", "The feature-span residual separates the "
+              "cells: it is smaller in every cell that recovers every sample than in any cell "
+              "at p >= dn that recovers none.", len(recovered) and len(missed)
+              and recovered.span_residual.max() < missed.span_residual.min(),
               largest_when_recovered=glue.significant(recovered.span_residual.max(), 3)
               if len(recovered) else None,
               smallest_when_missed=glue.significant(missed.span_residual.min(), 3)
@@ -599,10 +604,16 @@ def _recovery_claims(default: pd.DataFrame, fit_table: pd.DataFrame,
     ]
 
 
-def _threshold_claims(found: Thresholds, band) -> list[Claim]:
+def _threshold_claims(found: Thresholds, band, band_n_above_2) -> list[Claim]:
     """The claims of :func:`claims` on the thresholds and their slope."""
     lo, hi = found.slope_interval
+    larger = {k: v for k, v in found.ratio.items() if int(k.split(",")[0][2:]) > 2}
     return [
+        claim("thresholds_n_above_2", f"For every size with n > 2 the threshold lies between "
+              f"{band_n_above_2[0]:g} and {band_n_above_2[1]:g} times dn.",
+              larger and all(band_n_above_2[0] <= v <= band_n_above_2[1]
+                             for v in larger.values()),
+              thresholds={k: glue.decimals(v, 2) for k, v in larger.items()}),
         claim("thresholds_near_dn", f"Every size's threshold lies between {band[0]:g} and "
               f"{band[1]:g} times dn.",
               all(band[0] <= v <= band[1] for v in found.ratio.values()),
