@@ -246,6 +246,32 @@ def step_optimizer(problem: ReconstructionProblem, solver: Solver) -> optax.Grad
     return solver.optimizer
 
 
+def block_loss(problem: ReconstructionProblem, solver: Solver, smooth_until: int = 0):
+    """``loss(X, state, theta, t, smoothed)`` of one start at step ``t``: the projection loss
+    of the exact features, or (while ``smooth_until > 0`` and the start is ``smoothed``) of
+    the smoothed ones at the step's ``beta``."""
+    ridge, smoothing = solver.ridge, solver.smoothing
+
+    def exact(X, state, theta):
+        return projection_share(problem.features(state, X), theta, ridge)
+
+    def loss(X, state, theta, t, smoothed):
+        if not smooth_until:
+            return exact(X, state, theta)
+        growth = smoothing.beta_to / smoothing.beta_from
+        beta = smoothing.beta_from * growth ** (t / smooth_until)
+        if problem.switched_features is not None:  # one feature map per start, not two
+            F = problem.switched_features(state, X, beta, smoothed)
+            return projection_share(F, theta, ridge)
+
+        def soft(X):
+            return projection_share(problem.smoothed_features(state, X, beta), theta, ridge)
+
+        return jax.lax.cond(smoothed, soft, lambda X: exact(X, state, theta), X)
+
+    return loss
+
+
 def block_program(problem: ReconstructionProblem, solver: Solver, smooth_until: int = 0,
                   G: int = 1):
     """A jitted ``block(X, opt_state, done, smoothed, state, theta, first_step, limit)``
@@ -260,29 +286,10 @@ def block_program(problem: ReconstructionProblem, solver: Solver, smooth_until: 
     cannot stop yet. Otherwise all starts use the exact features and the updates of flagged
     starts are scaled by ``refine_scale``.
     """
-    radius, tol, ridge = problem.radius, solver.tol, solver.ridge
+    radius, tol = problem.radius, solver.tol
     optimizer = step_optimizer(problem, solver)
     smoothing = solver.smoothing
-
-    def exact(X, state, theta):
-        return projection_share(problem.features(state, X), theta, ridge)
-
-    def loss(X, state, theta, t, smoothed):
-        if not smooth_until:
-            return exact(X, state, theta)
-
-        growth = smoothing.beta_to / smoothing.beta_from
-        beta = smoothing.beta_from * growth ** (t / smooth_until)
-        if problem.switched_features is not None:  # one feature map per start, not two
-            F = problem.switched_features(state, X, beta, smoothed)
-            return projection_share(F, theta, ridge)
-
-        def soft(X):
-            return projection_share(problem.smoothed_features(state, X, beta), theta, ridge)
-
-        return jax.lax.cond(smoothed, soft, lambda X: exact(X, state, theta), X)
-
-    value_and_grad = jax.value_and_grad(loss)
+    value_and_grad = jax.value_and_grad(block_loss(problem, solver, smooth_until))
     refine = smoothing is not None and smoothing.refine_scale != 1.0 and not smooth_until
 
     def step(carry, t, smoothed, state, theta, frozen):
@@ -361,10 +368,13 @@ class Programs:
         number of starts; ``explore_only``: its variant without the one-point searches, for
         starts that take a random point anyway."""
         if self._reseed is None:
+            shared = self.batch.G == 1
             self._reseed = {
-                False: reseed_program(self.batch.problem, self.solver.reseed, self.solver.ridge),
+                False: reseed_program(self.batch.problem, self.solver.reseed, self.solver.ridge,
+                                      shared),
                 True: reseed_program(self.batch.problem, replace(self.solver.reseed, pool=1,
-                                                                 steps=0), self.solver.ridge)}
+                                                                 steps=0), self.solver.ridge,
+                                     shared)}
         program = self._reseed[explore_only]
         if (explore_only, len(X)) not in self._reseed_sizes:
             self._reseed_sizes.add((explore_only, len(X)))
@@ -474,11 +484,13 @@ def _replaced(state: SolverState, programs: Programs, keys, flags: np.ndarray,
     """The candidates after :meth:`Programs.reseed` of the starts of ``reseed_targets(flags)``."""
     g, r = reseed_targets(flags)
     batch = programs.batch
+    rows = 0 if batch.G == 1 else g  # one problem: its arrays, shared by every start
     new = programs.reseed(state.X[g, r], explore_only, keys=keys[g, r],
                           stuck=jnp.asarray(flags[g, r]),
                           attempts=jnp.asarray(state.attempts[g, r]),
                           explore=jnp.asarray(explore[g, r]),
-                          state=jax.tree.map(lambda a: a[g], batch.state), theta=batch.theta[g])
+                          state=jax.tree.map(lambda a: a[rows], batch.state),
+                          theta=batch.theta[rows])
     return state.X.at[g, r].set(new)
 
 

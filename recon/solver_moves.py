@@ -70,11 +70,12 @@ def left_out_direction(problem: ReconstructionProblem, state, theta, X: Array, a
     return worst, left_out / jnp.linalg.norm(left_out)
 
 
-def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float):
+def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float,
+                   shared: bool = False):
     """A jitted ``reseed(X, *, keys, stuck, attempts, explore, state, theta) -> X`` over a
     list of starts (vmapped; each with its key, flag, attempt count, and its problem's
-    ``state`` and ``theta``, all stacked along the first axis): in each start flagged
-    ``stuck``, the candidate of
+    ``state`` and ``theta``, all stacked along the first axis, or one ``state`` and ``theta``
+    for all when ``shared``): in each start flagged ``stuck``, the candidate of
     :func:`left_out_direction` is replaced by the end point of ``reseed.pool`` one-point
     searches that best captures the left-out direction (or, where ``explore`` is set, by a
     random point of the sphere); other starts are returned unchanged."""
@@ -96,7 +97,7 @@ def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float)
         best = jnp.where(explore, starts[0], pool[jnp.argmax(jax.vmap(score)(pool))])
         return jnp.where(stuck, X.at[worst].set(best), X)
 
-    batched = jax.vmap(one)
+    batched = jax.vmap(one, in_axes=(0, 0, 0, 0, 0) + ((None, None) if shared else (0, 0)))
 
     def run(X, *, keys, stuck, attempts, explore, state, theta):
         return batched(X, keys, stuck, attempts, explore, state, theta)

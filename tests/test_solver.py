@@ -155,24 +155,29 @@ def test_auto_restarts_shrink_with_problem_size():
 
 def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():
     ds, _, _, problem, key = make_rf(n=4, d=8, p=640, seed=1)
-    X = ds.X.at[3].set(ds.X[0])[None, None]  # sample 3 missing, sample 0 twice
-    reseed = reseed_program(problem, solvers.Reseed(), ridge=1e-10)
-    flags = jnp.ones((1, 1), bool)
-    off = jnp.zeros((1, 1), bool)
-    one = problems.stack_problems([problem])  # one problem, one start
-    common = dict(keys=jax.random.split(key, 1)[None], attempts=jnp.zeros((1, 1), jnp.int32),
-                  state=one.state, theta=one.theta)
-    found = np.asarray(reseed(X, stuck=flags, explore=off, **common))[0, 0]
+    X = ds.X.at[3].set(ds.X[0])[None]  # one start: sample 3 missing, sample 0 twice
+    reseed = reseed_program(problem, solvers.Reseed(), ridge=1e-10, shared=True)
+    flags = jnp.ones((1,), bool)
+    off = jnp.zeros((1,), bool)
+    common = dict(keys=jax.random.split(key, 1), attempts=jnp.zeros((1,), jnp.int32),
+                  state=problem.state, theta=problem.theta)
+    found = np.asarray(reseed(X, stuck=flags, explore=off, **common))[0]
     errors = metrics.per_sample_errors(found, ds.X)
     assert errors[:3].max() < 1e-6  # the distinct candidates are kept
     # the duplicate moved to a start near the missing sample, from which the solver goes on
-    before = float(projection_loss(problem, X[0, 0]))
+    before = float(projection_loss(problem, X[0]))
     assert float(projection_loss(problem, found)) < 0.25 * before
     untouched = reseed(X, stuck=~flags, explore=off, **common)
     np.testing.assert_array_equal(untouched, X)
     # exploring replaces the same candidate by a random point instead of the searched one
-    explored = np.asarray(reseed(X, stuck=flags, explore=flags, **common))[0, 0]
-    changed = np.flatnonzero(np.any(explored != np.asarray(X[0, 0]), axis=1))
+    explored = np.asarray(reseed(X, stuck=flags, explore=flags, **common))[0]
+    changed = np.flatnonzero(np.any(explored != np.asarray(X[0]), axis=1))
+    # the same start with its problem's arrays stacked per start gives the same result
+    stacked = reseed_program(problem, solvers.Reseed(), ridge=1e-10)
+    per_start = problems.stack_problems([problem])
+    again = stacked(X, stuck=flags, explore=off, keys=common["keys"],
+                    attempts=common["attempts"], state=per_start.state, theta=per_start.theta)
+    np.testing.assert_allclose(np.asarray(again)[0], found, atol=1e-6)
     assert changed.size == 1 and np.linalg.norm(explored[changed[0]]) == pytest.approx(np.sqrt(8))
     assert metrics.per_sample_errors(explored, ds.X).max() > 1e-2
 

@@ -556,9 +556,8 @@ def run_sweep(
     ``version``: the code version (:func:`code_version`), part of every cell's key, so that
     the cell function takes only the parameters it computes with.
     ``max_cells``: compute at most this many cells now (the rest stay pending).
-    ``batch_by``: parameter names; ``fn`` is then a batch function ``fn(cells) -> list`` run
-    once per group of missing cells sharing those parameters' values, returning each cell's
-    metrics (or an exception, which fails that cell alone).
+    ``batch_by``: parameter names; ``fn`` is then ``fn(cells) -> list``, run once per group of
+    missing cells sharing their values: each cell's metrics, or an exception (that cell fails).
     Returns a :class:`Summary`. All inputs are checked before any cell is computed.
     """
     started = time.perf_counter()
