@@ -166,7 +166,7 @@ def test_batched_cells_match_their_single_runs_in_what_they_recover():
     assert [r["recovered_fraction"] for r in batched[2:]] == [1.0, 1.0]
     alone = law.rf_cell(**cells[2])
     assert alone["recovered_fraction"] == 1.0 and alone["batch_size"] == 1
-    assert alone["span_residual"] < 1e-3 < batched[0]["span_residual"]
+    assert max(alone["span_residual"], *(r["span_residual"] for r in batched[2:])) < 1e-3
 
 
 def test_law_claims_are_checked_on_the_table():

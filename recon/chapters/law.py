@@ -13,7 +13,6 @@ single out the data; :func:`headline` gives the numbers the chapter quotes.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -26,7 +25,7 @@ from recon.book import benchmark_report, glue, sweep
 from recon.book.claims import Claim, claim
 from recon.chapters.settings import ChapterSettings
 from recon.models import ACTIVATIONS
-from recon.solver import preset, solve, solve_batch
+from recon.solver import preset, solve_batch
 
 #: the parameters the cells of one batch share (:func:`rf_cells`)
 BATCH_BY = ("n", "d", "activation", "solver", "max_steps", "threshold", "pad_to")
