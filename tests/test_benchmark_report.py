@@ -65,3 +65,5 @@ def test_several_seeds_are_reported_by_their_median_and_their_worst(tmp_path):
     path.write_text(json.dumps({**summary, "default_seconds": None,
                                 "authors_setting_recovered_seeds": 3}))
     assert "on 3 of 5 seeds within its budget" in benchmark_report.sentence(path)
+    path.write_text(json.dumps({**summary, "default_seconds": None, "speedup_at_least": None}))
+    assert "not within its budget of 102 s;" in benchmark_report.sentence(path)

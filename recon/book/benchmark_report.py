@@ -43,9 +43,10 @@ def _race(b: dict) -> str:
     if b["reference_seconds"] is not None:
         return (f"the reference preset in {b['reference_seconds']:.1f} s, "
                 f"{b['speedup']:.0f} times slower")
+    slower = (f" (at least {b['speedup_at_least']:.0f} times slower)"
+              if b.get("speedup_at_least") else "")
     return (f"the reference preset not within its budget of "
-            f"{b['reference_budget_seconds']:.0f} s (at least "
-            f"{b['speedup_at_least']:.0f} times slower)")
+            f"{b['reference_budget_seconds']:.0f} s{slower}")
 
 
 def sentence(path: str | os.PathLike | None = None) -> str:
