@@ -89,8 +89,8 @@ def _rf_switched_features(act_name: str, slope: float):
 
     def features(state, X, beta, smooth):
         Z = X @ state["V"].T
-        F = jnp.where(smooth, smoothed_activation(act_name, beta)(Z), exact(Z))
-        return F * state["mask"] if "mask" in state else F
+        return _masked(jnp.where(smooth, smoothed_activation(act_name, beta)(Z), exact(Z)),
+                       state)
 
     return features
 
@@ -99,7 +99,11 @@ def _apply_rf(act, state, X, streamed):
     if streamed is not None:
         p, chunk, dtype = streamed
         return streamed_features(X, state["V_key"], p, chunk, act, dtype)
-    F = act(X @ state["V"].T)
+    return _masked(act(X @ state["V"].T), state)
+
+
+def _masked(F, state):
+    """``F`` with the features that :func:`pad_features` added set to zero."""
     return F * state["mask"] if "mask" in state else F
 
 

@@ -567,7 +567,8 @@ def advance(state: SolverState, *, batch: ProblemBatch, solver: Solver,
               | ~running)
     state = keep_best(state, np.where(running[:, None], current, np.inf))
     state = stop_finished(state, finite=finite, clock=programs.clock)
-    recorder.record_errors(state.best_X[0, int(np.argmin(state.best_loss[0]))], state.steps)
+    if recorder.truth is not None:  # one problem: its best start's errors
+        recorder.record_errors(state.best_X[0, int(np.argmin(state.best_loss[0]))], state.steps)
     if (solver.reseed is not None and state.steps % solver.reseed.patience == 0
             and state.steps < solver.max_steps and state.running().any()):
         state = checkpoint(state, current, solver=solver, sharp_from=sharp_from,

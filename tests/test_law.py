@@ -96,12 +96,18 @@ def sweep_table():
     return pd.DataFrame(rows)
 
 
-def test_thresholds_silent_features_and_headline_of_a_run():
+def made_up_run():
+    """The settings, table, default and reference rows and thresholds of :func:`sweep_table`."""
     settings = LawSweep(sizes=[[2, 5], [2, 10]], ratios=[0.5, 1.0, 2.0], seeds=[0],
                         reference_size=[2, 5])
     table = sweep_table()
     default, reference = law.by_solver(table)
-    found = law.threshold_summary(settings, default, reference)
+    return settings, table, default, reference, law.threshold_summary(settings, default,
+                                                                       reference)
+
+
+def test_thresholds_silent_features_and_headline_of_a_run():
+    settings, table, default, reference, found = made_up_run()
     assert found.ratio == pytest.approx({"n=2,d=5": 1.0, "n=2,d=10": 2.0})
     assert found.p_star == pytest.approx([10.0, 40.0]) and found.dn == [10, 20]
     assert found.slope == pytest.approx(2.0) and found.reference_points == {}
@@ -170,11 +176,7 @@ def test_batched_cells_match_their_single_runs_in_what_they_recover():
 
 
 def test_law_claims_are_checked_on_the_table():
-    settings = LawSweep(sizes=[[2, 5], [2, 10]], ratios=[0.5, 1.0, 2.0], seeds=[0],
-                        reference_size=[2, 5])
-    table = sweep_table()
-    default, reference = law.by_solver(table)
-    found = law.threshold_summary(settings, default, reference)
+    settings, table, default, reference, found = made_up_run()
     fit = pd.DataFrame({"n": [2] * 4, "d": [5] * 4, "p": [1, 2, 4, 8],
                         "train_mse": [0.3, 1e-3, 1e-13, 1e-14]})
     checked = {c.name: c for c in law.claims(settings, default, reference, fit, found,

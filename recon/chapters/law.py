@@ -12,6 +12,7 @@ single out the data; :func:`headline` gives the numbers the chapter quotes.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
@@ -56,6 +57,11 @@ def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
     return record
 
 
+#: rf_cell's defaults, which a cell of :func:`rf_cells` may leave out
+_CELL_DEFAULTS = {name: p.default for name, p in inspect.signature(rf_cell).parameters.items()
+                  if p.default is not inspect.Parameter.empty}
+
+
 def ratio_bands(ratios, spread: float = 2.0) -> list[float]:
     """For each ratio of ``ratios`` (increasing), the largest ratio of its band: bands are
     formed from the smallest ratio up, each holding the ratios within ``spread`` times its
@@ -75,14 +81,15 @@ def _cell_metrics(dataset, problem, fit, result, threshold: float, batch_size: i
     """The record of one cell (see :func:`rf_cell`)."""
     errors = metrics.per_sample_errors(result.X, dataset.X)
     recovered = float(np.mean(errors < threshold))
-    active = int(np.any(np.asarray(problem.feature_matrix(dataset.X)) != 0, axis=0).sum())
+    F_true = problem.feature_matrix(dataset.X)
+    active = int(np.any(np.asarray(F_true) != 0, axis=0).sum())
     return {
         "p": problem.P,
         "train_mse": fit.train_mse,
         "recovered_fraction": recovered,
         "mean_error": float(errors.mean()),
         "span_residual": float(metrics.feature_span_residuals(
-            problem.feature_matrix(dataset.X), problem.feature_matrix(result.X)).max()),
+            F_true, problem.feature_matrix(result.X)).max()),
         "loss": result.loss,
         "iterations": result.iterations,
         "converged": result.converged,
@@ -106,8 +113,7 @@ def rf_cells(cells: list[dict]) -> list:
     many cells shared it), or the exception that cell raised."""
     prepared, batches = [], {}
     for i, cell in enumerate(cells):
-        cell = {"activation": "relu", "solver": "default", "max_steps": 4000,
-                "threshold": 1e-2, "pad_to": 0} | cell
+        cell = _CELL_DEFAULTS | cell
         ratio = checks.positive_float("ratio", cell["ratio"])
         p = max(1, round(ratio * cell["d"] * cell["n"]))
         setup = problems.setup_synthetic_rf(cell["n"], cell["d"], p, cell["seed"],
