@@ -4,7 +4,7 @@ by Playwright, over HTTP from 127.0.0.1.
 Every page of the table of contents loads without console errors, every image loads, math is
 typeset by MathJax, notebook pages carry working launch and download buttons, and no link
 within the site is broken. Screenshots of the home page and the first chapter are written to
-``_build/screenshots/``.
+``_build/screenshots/`` of the tests' site.
 
 Without Chromium or Playwright the tests skip, except in CI (``CI`` set), where they fail:
 ``.ci/run`` installs Chromium, the dev extra installs Playwright (never ``playwright
@@ -32,8 +32,8 @@ CHROMIUM = Path(os.environ.get("RECON_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]
-SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHAPTERS = notebooks.CHAPTERS.relative_to(ROOT).as_posix()
+SCREENSHOTS = notebooks.BUILD / "screenshots"
+CHAPTERS = notebooks.CHAPTERS_IN_SITE
 
 # Wait for every image (lazy ones made eager) to load or fail, then report each one.
 IMAGES_JS = """async () => {

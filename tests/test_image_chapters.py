@@ -31,7 +31,7 @@ def execute(tmp_path, name, **overrides):
 def test_chapter_runs_at_smoke_and_glues_its_numbers(built_book, name):
     # the book build ran every notebook at its smoke profile (tests/conftest.py)
     glued = notebooks.read_glued(notebooks.CHAPTERS / f"{name}.ipynb")
-    figures_dir = ROOT / "_build" / "figures"
+    figures_dir = notebooks.BUILD / "figures"
     assert GLUED <= set(glued), GLUED - set(glued)
     assert glued["dataset"] == "digits"
     assert glued["p_over_dn"] > 1

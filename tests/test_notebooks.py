@@ -93,7 +93,7 @@ def test_book_builds_with_the_chapter_and_its_figures(built_book):
     assert len(images) >= 3, "the chapter shows its figures"
     for src in images:
         assert (page.parent / src).resolve().stat().st_size > 0
-    glued = notebooks.read_glued(ROOT / "book" / "chapters" / "synthetic_random_features.ipynb")
+    glued = notebooks.read_glued(notebooks.CHAPTERS / "synthetic_random_features.ipynb")
     assert GLUED <= set(glued)
     assert glued["recovered_fraction"] == 1.0
     text = re.sub(r"<[^>]+>", "", html)

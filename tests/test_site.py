@@ -14,10 +14,11 @@ import nbformat
 import pytest
 import yaml
 
+import conftest
 from conftest import ROOT
 from recon.book import figures, notebooks, status
 
-CHAPTERS = notebooks.CHAPTERS.relative_to(ROOT).as_posix()  # book/chapters
+CHAPTERS = notebooks.CHAPTERS_IN_SITE  # book/chapters
 PARTS = ["Introduction", "The law", "Theorems", "Beyond random features", "Reproducing"]
 REPOSITORY = "https://github.com/recon-companion/data-reconstruction-law"
 
@@ -200,7 +201,7 @@ def test_toc_helpers_read_any_number_of_parts(tmp_path):
 # --- the built site ---------------------------------------------------------------------------
 
 def test_status_page_records_each_notebook_and_the_environment(built_book):
-    runs = json.loads((ROOT / "_build" / "runs.json").read_text())
+    runs = json.loads((notebooks.BUILD / "runs.json").read_text())
     by_name = {r["notebook"]: r for r in runs}
     text = re.sub(r"<[^>]+>", "", page(built_book, f"{CHAPTERS}/status"))
     env = figures.provenance()
@@ -292,3 +293,10 @@ def test_every_chapter_glues_its_claims_and_shows_each_failing_one(built_book):
         assert f"{supported} / {len(glued)}" in status_page, name
         failing_anywhere += failing
     assert failing_anywhere, "no claim failed at smoke: the warning path went untested"
+
+
+def test_the_tests_leave_the_users_own_build_untouched(built_book):
+    """The smoke build lives in the tests' own site: a site built by ``make book`` before
+    ``make test`` (its HTML, executed chapters and figures) is exactly as it was."""
+    assert notebooks.ROOT not in built_book.resolve().parents
+    assert conftest._snapshot(*conftest.USER_BUILD) == conftest.USER_BUILD_BEFORE

@@ -22,7 +22,7 @@ FIGURES = ("theorems-great-circles", "theorems-landing", "theorems-rank",
 def smoke_run(built_book):
     """The book build ran the notebook at its smoke profile (tests/conftest.py): read it."""
     params = notebooks.load_profiles()["theorems"]["smoke"]
-    return params, notebooks.read_glued(notebooks.CHAPTERS / "theorems.ipynb"), ROOT / "_build"
+    return params, notebooks.read_glued(notebooks.CHAPTERS / "theorems.ipynb"), notebooks.BUILD
 
 
 def test_rank_jump_is_glued_per_activation_and_size(smoke_run):

@@ -7,6 +7,9 @@
 - ``book``: ``run``, then build the site with Jupyter Book into ``_build/html``, warnings as
   errors, and copy the figures' files to ``_build/html/figures``.
 - ``sweep``: run a parameter grid into a resumable on-disk store (see :mod:`recon.book.sweep`).
+
+``run`` and ``book`` write into the checkout unless ``$RECON_SITE`` names another folder (see
+:mod:`recon.book.notebooks`); JAX's compile cache stays in the checkout's ``_build/jax-cache``.
 """
 
 from __future__ import annotations
@@ -19,20 +22,22 @@ from pathlib import Path
 
 from recon.book import notebooks, status
 
-BUILD = notebooks.ROOT / "_build"
+BUILD = notebooks.BUILD
+COMPILE_CACHE = notebooks.ROOT / "_build" / "jax-cache"  # shared by every site of the checkout
 
 
 def _run(names: list[str], profile: str) -> list[dict]:
     """Execute the notebooks ``names`` at ``profile`` into ``book/chapters/``, recording each
     run; the first failure stops the run (exit status 1)."""
     names = notebooks.resolve(names, profile)
+    notebooks.prepare_site()
     figures = BUILD / "figures"
     records = []
     for name in names:
         print(f"[recon] running {name} at profile {profile!r} ...", flush=True)
         try:
             record = notebooks.run_notebook(name, profile, figures=figures,
-                                            compile_cache=BUILD / "jax-cache")
+                                            compile_cache=COMPILE_CACHE)
         except Exception as exc:
             print(f"[recon] notebook {name} FAILED:\n{exc}", file=sys.stderr, flush=True)
             records.append(getattr(exc, "recon_record", None) or {
@@ -67,16 +72,16 @@ def _book(names: list[str], profile: str) -> None:
     _run(names, profile)
     missing = status.missing_toc_files()
     if missing:
-        chapters = notebooks.CHAPTERS.relative_to(notebooks.ROOT).as_posix()
+        chapters = notebooks.CHAPTERS_IN_SITE
         unrun = [n for n in status.toc_notebooks() if f"{chapters}/{n}" in missing]
         hint = (f"; run them first: python -m recon run {' '.join(unrun)} --profile {profile}"
                 if unrun else "")
         raise SystemExit(f"[recon] _toc.yml lists pages that do not exist: "
                          f"{', '.join(missing)}{hint}")
     html = BUILD / "html"
-    cmd = [_jupyter_book(), "build", str(notebooks.ROOT), "--warningiserror", "--keep-going"]
+    cmd = [_jupyter_book(), "build", str(notebooks.SITE), "--warningiserror", "--keep-going"]
     print("[recon] building the book:", " ".join(cmd), flush=True)
-    result = subprocess.run(cmd, cwd=notebooks.ROOT)
+    result = subprocess.run(cmd, cwd=notebooks.SITE)
     if result.returncode != 0:
         raise SystemExit(f"[recon] the book build failed (exit {result.returncode})")
     if not (html / "index.html").is_file():

@@ -3,6 +3,11 @@
 Notebooks live in ``notebooks/``; ``notebooks/profiles.yml`` names, for each notebook, the
 parameter sets ``smoke`` (tests), ``quick`` (the book on a CPU) and ``paper`` (the authors'
 sizes, for a GPU).
+
+The site is built in the checkout (``book/chapters/``, ``_build/``) unless ``$RECON_SITE`` names
+another folder: then the book's sources (:data:`SITE_SOURCES`) are copied there and the executed
+chapters, figures, run records and HTML are written there instead, leaving the checkout's own
+build untouched (the tests build this way).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +27,11 @@ from recon.book import claims
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: recon/book/ is two below it
 NOTEBOOKS = ROOT / "notebooks"
-CHAPTERS = ROOT / "book" / "chapters"
+SITE = Path(os.environ.get("RECON_SITE") or ROOT).resolve()  # where the site is built
+CHAPTERS_IN_SITE = "book/chapters"  # the executed chapters, relative to the site (as _toc.yml)
+CHAPTERS = SITE / CHAPTERS_IN_SITE
+BUILD = SITE / "_build"
+SITE_SOURCES = ("_config.yml", "_toc.yml", "book")  # what Jupyter Book reads, besides chapters
 PROFILES = ("smoke", "quick", "paper")
 
 
@@ -49,6 +59,22 @@ def resolve(names: list[str] | None, profile: str) -> list[str]:
             raise FileNotFoundError(f"notebook {name!r} is in profiles.yml but "
                                     f"{NOTEBOOKS / (name + '.ipynb')} does not exist")
     return list(names) if names else list(profiles)
+
+
+def prepare_site() -> Path:
+    """Copy the book's sources into :data:`SITE` when it is not the checkout (the executed
+    chapters are not copied: they are made there). Returns the site's folder."""
+    if SITE != ROOT:
+        SITE.mkdir(parents=True, exist_ok=True)
+        for name in SITE_SOURCES:
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, SITE / name, dirs_exist_ok=True,
+                                ignore=lambda folder, names: (
+                                    ["chapters"] if Path(folder) == ROOT / "book" else []))
+            else:
+                shutil.copy2(source, SITE / name)
+    return SITE
 
 
 def run_notebook(name: str, profile: str = "quick", output_dir: Path | None = None,

@@ -11,12 +11,10 @@ from recon.book import notebooks
 
 def _launch_source_notebooks(app, pagename, templatename, context, doctree):
     """Point a chapter's launch buttons (Colab, Binder) at ``notebooks/NAME.ipynb``."""
-    srcdir = Path(app.srcdir).resolve()
-    try:
-        chapters = notebooks.CHAPTERS.resolve().relative_to(srcdir).as_posix()
-        sources = notebooks.NOTEBOOKS.resolve().relative_to(srcdir).as_posix()
-    except ValueError:  # the book is not built from this checkout's root
-        return
+    if Path(app.srcdir).resolve() not in (notebooks.SITE, notebooks.ROOT):
+        return  # not a build of this checkout's book
+    chapters = notebooks.CHAPTERS_IN_SITE
+    sources = notebooks.NOTEBOOKS.relative_to(notebooks.ROOT).as_posix()
     if not pagename.startswith(chapters + "/"):
         return
     name = pagename[len(chapters) + 1:]

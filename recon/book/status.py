@@ -22,7 +22,7 @@ import yaml
 from recon.book import notebooks
 
 ROOT = notebooks.ROOT
-RUNS = ROOT / "_build" / "runs.json"
+RUNS = notebooks.BUILD / "runs.json"
 STATUS_PAGE = notebooks.CHAPTERS / "status.md"
 TOC = ROOT / "_toc.yml"
 CONFIG = ROOT / "_config.yml"
@@ -50,15 +50,15 @@ def toc_files(toc: Path | None = None) -> list[str]:
 def toc_notebooks(toc: Path | None = None) -> list[str]:
     """Names of the notebooks the table of contents lists as chapters (``book/chapters/NAME``),
     in book order; the status page is not one."""
-    prefix = notebooks.CHAPTERS.relative_to(ROOT).as_posix() + "/"
-    status = STATUS_PAGE.relative_to(ROOT).with_suffix("").as_posix()
+    prefix = notebooks.CHAPTERS_IN_SITE + "/"
+    status = f"{notebooks.CHAPTERS_IN_SITE}/{STATUS_PAGE.stem}"
     return [f[len(prefix):] for f in toc_files(toc) if f.startswith(prefix) and f != status]
 
 
 def missing_toc_files(toc: Path | None = None) -> list[str]:
-    """Table-of-contents entries with no ``.md`` or ``.ipynb`` file on disk."""
-    return [f for f in toc_files(toc)
-            if not any((ROOT / f"{f}{suffix}").is_file() for suffix in (".md", ".ipynb"))]
+    """Table-of-contents entries with no ``.md`` or ``.ipynb`` file in the site."""
+    return [f for f in toc_files(toc) if not any(
+        (notebooks.SITE / f"{f}{suffix}").is_file() for suffix in (".md", ".ipynb"))]
 
 
 def repository_url(config: Path | None = None) -> str | None:
