@@ -7,10 +7,11 @@ spheres (:mod:`recon.sphere`).
 
 A :class:`Solver` is an optax optimiser, a budget, a stopping rule and optional escape moves
 (:mod:`recon.solver_parts`), each ``None`` when off. :func:`solve` is a set-up, a loop of
-compiled blocks with checkpoints between them (:func:`recon.blocks.run_blocks`), a finish (the
-polish) and a report. The run's state is the :class:`SolverState` NamedTuple, and each
+compiled blocks with checkpoints between them (:func:`recon.blocks.run_blocks`), the
+Gauss-Newton end game (:func:`end_game`: polish, check that every candidate is pinned, re-seed
+the loose ones) and a report. The run's state is the :class:`SolverState` NamedTuple, and each
 intervention (:func:`keep_best`, :func:`checkpoint`, :func:`clone_best`, :func:`reseed_stuck`,
-:func:`polish_best`) is a function from a state to a state.
+:func:`end_game`, :func:`polish_best`) is a function from a state to a state.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from recon import checks, precision, sphere
 from recon.blocks import run_blocks
 from recon.loss import projection_share
 from recon.problems import ProblemBatch, ReconstructionProblem, stack_problems
-from recon.solver_moves import (clone_targets, initial_candidates, over_problems,
-                                polish_applies, polish_program, reseed_program)
+from recon.solver_moves import (clone_targets, initial_candidates, leave_one_out_confidence,
+                                over_problems, polish_applies, polish_program, reseed_program)
 from recon.solver_parts import Cloning, Polish, Reseed, Smoothing
 
 Array = jax.Array
@@ -118,8 +119,8 @@ def default_solver(lr: float = 0.05) -> Solver:
     """Our default: Adam on Riemannian (tangent) gradients; several random starts at once on
     small problems (``restarts=0``: chosen by size); every part on: smoothed starts
     (:class:`Smoothing`), stuck starts re-seeded (:class:`Reseed`) or cloned from the best
-    (:class:`Cloning`), and a Gauss-Newton polish if the budget ends short of ``tol``
-    (:class:`Polish`). Its tolerance is tighter than the authors' (1e-10 against 1e-7): with
+    (:class:`Cloning`), and the Gauss-Newton end game once the loss is small, which also
+    checks that every candidate is pinned by ``theta`` (:class:`Polish`). Its tolerance is tighter than the authors' (1e-10 against 1e-7): with
     the float64 Gram solve the loss gets there, and at 1e-7 a sample can still be off by more
     than 1e-2."""
     lr = checks.positive_float("lr", lr)
@@ -135,7 +136,7 @@ def preset(name: str, lr: float | None = None, **overrides) -> Solver:
     """A named solver preset (``default`` or ``reference``) with its learning rate ``lr`` and
     any :class:`Solver` field overridden, the same for every preset: ``max_steps``, ``tol``,
     ``restarts``, ``chunk``, ``ridge``, and the parts (``reseed=None`` turns re-seeding off,
-    ``polish=Polish(evaluations=50)`` changes the polish)."""
+    ``polish=Polish(cg_steps=20)`` changes the polish)."""
     checks.choice("solver preset", name, PRESETS)
     accepted = {f.name for f in fields(Solver)} - {"optimizer", "name"}
     unknown = sorted(set(overrides) - accepted)
@@ -160,8 +161,12 @@ class History(NamedTuple):
 class Reconstruction(NamedTuple):
     """A solver's output: the best candidates ``X`` seen (lowest loss at a block end, over
     all starts), their loss, the number of iterations run, the wall time after compilation,
-    whether ``loss <= tol`` was reached, the history, the compilation time and why the run
-    stopped (``"tol"``, ``"budget"`` or ``"non-finite loss"``)."""
+    whether it is solved (``loss <= tol`` with every candidate pinned), the history, the
+    compilation time, why the run stopped (``"tol"``, ``"budget"``, ``"non-finite loss"``, or
+    ``"unpinned"``: ``loss <= tol`` with a candidate that ``theta`` does not pin) and each
+    candidate's leave-one-out confidence (:func:`recon.solver_moves.leave_one_out_confidence`;
+    about 1 or less: not pinned). The iterations count each Jacobian product of the polish
+    as one step (it costs about one gradient)."""
 
     X: Array
     loss: float
@@ -171,6 +176,7 @@ class Reconstruction(NamedTuple):
     history: History
     compile_seconds: float = 0.0
     stop_reason: str = "budget"
+    confidence: np.ndarray | None = None
 
 
 class SolverState(NamedTuple):
@@ -191,6 +197,9 @@ class SolverState(NamedTuple):
         stopped: ``(G,)``, the step at which each problem stopped (0 while it runs).
         seconds: ``(G,)``, the wall time at which each problem stopped.
         failed: ``(G,)``, problems whose loss became NaN or infinite.
+        polished: ``(G,)``, the loss after each problem's last polish (``inf`` before one).
+        products: ``(G,)``, the polish's Jacobian products so far.
+        unpinned: ``(G,)``, problems stopped at ``tol`` with a candidate not pinned.
     """
 
     X: Array
@@ -206,6 +215,9 @@ class SolverState(NamedTuple):
     stopped: np.ndarray
     seconds: np.ndarray
     failed: np.ndarray
+    polished: np.ndarray
+    products: np.ndarray
+    unpinned: np.ndarray
 
     def running(self) -> np.ndarray:
         """``(G,)``, the problems still running."""
@@ -362,6 +374,8 @@ class Programs:
         self.init = jax.vmap(jax.vmap(step_optimizer(problem, solver).init))
         self._reseed, self._reseed_sizes = None, set()
         self._polish = None
+        self.confidence = jax.jit(functools.partial(leave_one_out_confidence, problem,
+                                                    ridge=solver.ridge))
 
     def reseed(self, X, explore_only: bool = False, **kwargs):
         """:func:`recon.solver_moves.reseed_program`, compiled at the first call for each
@@ -381,17 +395,33 @@ class Programs:
             self.clock.compiling(lambda: jax.block_until_ready(program(X, **kwargs)))
         return program(X, **kwargs)
 
+    def _problem(self, g: int):
+        return jax.tree.map(lambda a: a[g], self.batch.state), self.batch.theta[g]
+
     def polish(self, X, g: int):
         """:func:`recon.solver_moves.polish_program` from the candidates ``X`` of problem
-        ``g``, compiled at the first call."""
-        state = jax.tree.map(lambda a: a[g], self.batch.state)
-        theta = self.batch.theta[g]
+        ``g``, compiled at the first call: ``(X, loss, products)``."""
+        state, theta = self._problem(g)
         if self._polish is None:
-            run, compile_both = polish_program(self.batch.problem, self.solver.polish,
-                                               self.solver.ridge)
-            self.clock.compiling(lambda: compile_both(X, state, theta))
-            self._polish = run
-        return self._polish(X, state, theta)
+            program = polish_program(self.batch.problem, self.solver.polish, self.solver.ridge)
+            self._polish = self.clock.compiling(
+                lambda: program.lower(X, state, theta).compile())
+        X, loss, products = self._polish(X, state, theta)
+        return X, float(loss), int(products)
+
+    def reseed_one(self, X, g: int, key, attempt: int = 0):
+        """``X`` (one start of problem ``g``) with its ``attempt``-th least useful candidate
+        re-seeded (:func:`recon.solver_moves.reseed_program`)."""
+        rows = 0 if self.batch.G == 1 else np.array([g])
+        return self.reseed(X[None], False, keys=key[None], stuck=jnp.ones(1, bool),
+                           attempts=jnp.full(1, attempt), explore=jnp.zeros(1, bool),
+                           state=jax.tree.map(lambda a: a[rows], self.batch.state),
+                           theta=self.batch.theta[rows])[0]
+
+    def confidences(self, X, g: int) -> np.ndarray:
+        """Each candidate's leave-one-out confidence in ``X`` for problem ``g``."""
+        state, theta = self._problem(g)
+        return np.asarray(self.confidence(state, theta, X))
 
 
 class Recorder:
@@ -436,7 +466,8 @@ def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
                        jnp.zeros(starts, bool), jnp.asarray(smoothed), 0, keys, X,
                        np.full(starts, np.inf), np.full(starts, np.inf),
                        np.zeros(starts, dtype=np.int32), np.zeros(G, dtype=np.int64),
-                       np.zeros(G), np.zeros(G, bool))
+                       np.zeros(G), np.zeros(G, bool), np.full(G, np.inf),
+                       np.zeros(G, dtype=np.int64), np.zeros(G, bool))
 
 
 def keep_best(state: SolverState, current: np.ndarray) -> SolverState:
@@ -534,18 +565,95 @@ def checkpoint(state: SolverState, current: np.ndarray, *, solver: Solver, sharp
     return state
 
 
-def stop_finished(state: SolverState, *, finite: np.ndarray, clock: Clock) -> SolverState:
-    """Stop the problems that finished in the last block: one of their starts reached
-    ``tol``, or their loss stopped being finite (``finite``, per problem: ``failed``). Their
-    starts are all ``done`` from now on, and the step and the time are kept."""
-    newly = state.running() & (np.asarray(state.done).any(axis=1) | ~finite)
-    if not newly.any():
+def stop_problems(state: SolverState, which: np.ndarray, *, clock: Clock,
+                  failed: np.ndarray | None = None,
+                  unpinned: np.ndarray | None = None) -> SolverState:
+    """Stop the problems flagged in ``which``: their starts are all ``done`` from now on, and
+    the step and the time are kept (with the ``failed`` and ``unpinned`` flags given)."""
+    if not which.any():
         return state
+    none = np.zeros_like(which)
     return state._replace(
-        done=state.done | jnp.asarray(newly)[:, None],
-        stopped=np.where(newly, state.steps, state.stopped),
-        seconds=np.where(newly, clock.seconds(), state.seconds),
-        failed=state.failed | (newly & ~finite))
+        done=state.done | jnp.asarray(which)[:, None],
+        stopped=np.where(which, state.steps, state.stopped),
+        seconds=np.where(which, clock.seconds(), state.seconds),
+        failed=state.failed | (which & (none if failed is None else failed)),
+        unpinned=state.unpinned | (which & (none if unpinned is None else unpinned)))
+
+
+def stop_finished(state: SolverState, *, finite: np.ndarray, clock: Clock,
+                  checked: bool = False) -> tuple[SolverState, np.ndarray]:
+    """Stop the problems that finished in the last block: their loss stopped being finite
+    (``finite``, per problem: ``failed``) or, unless ``checked``, one of their starts reached
+    ``tol``. Returns the state and the problems that reached ``tol`` but are left to the end
+    game (:func:`end_game`) to check when ``checked``."""
+    reached = state.running() & np.asarray(state.done).any(axis=1) & finite
+    state = stop_problems(state, state.running() & ~finite, clock=clock, failed=~finite)
+    if checked:
+        return state, reached
+    return stop_problems(state, reached, clock=clock), np.zeros_like(reached)
+
+
+def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
+             programs: Programs, recorder: Recorder) -> SolverState:
+    """The Gauss-Newton end game (:class:`recon.solver_parts.Polish`) of problem ``g``'s best
+    start: polish it; then, while its loss is above ``tol`` (a nearby minimum) or a candidate
+    is not pinned (leave-one-out confidence below ``polish.pinned``), re-seed the least
+    pinned candidate and polish again, at most ``polish.rounds`` times, keeping a try only if
+    it lowers the loss (above ``tol``) or pins more (at ``tol``). The start goes on from the result if it is lower; a problem at
+    ``tol`` stops, solved or ``unpinned``."""
+    polish = solver.polish
+    b = int(np.argmin(state.best_loss[g]))
+    X, loss = state.best_X[g, b], float(state.best_loss[g, b])
+    X_new, loss_new, products = programs.polish(X, g)
+    if loss_new < loss:
+        X, loss = X_new, loss_new
+    key = state.key[g]
+    confidence = programs.confidences(X, g)
+    for _ in range(polish.rounds):
+        if loss <= solver.tol and confidence.min() >= polish.pinned:
+            break
+        key, sub = jax.random.split(key)
+        X_try, loss_try, used = programs.polish(programs.reseed_one(X, g, sub), g)
+        products += used
+        confidence_try = programs.confidences(X_try, g)
+        if (confidence_try.min() > confidence.min() and loss_try <= solver.tol
+                if loss <= solver.tol else loss_try < loss):
+            X, loss, confidence = X_try, loss_try, confidence_try
+    best_loss = state.best_loss.copy()
+    best_loss[g, b] = min(loss, best_loss[g, b])
+    fresh = programs.init(state.X.at[g, b].set(X))
+    start = np.zeros(state.best_loss.shape, bool)
+    start[g, b] = True
+    state = state._replace(
+        X=state.X.at[g, b].set(X), best_X=state.best_X.at[g, b].set(X), best_loss=best_loss,
+        opt_state=jax.tree.map(lambda a, f: jnp.where(_grouped(start, a), f, a),
+                               state.opt_state, fresh),
+        key=state.key.at[g].set(key), polished=np.where(np.arange(batch.G) == g, loss,
+                                                         state.polished),
+        products=state.products + products * (np.arange(batch.G) == g))
+    if g == 0:
+        recorder.record_errors(X, state.steps)
+    if loss <= solver.tol:
+        which = np.arange(batch.G) == g
+        state = stop_problems(state, which, clock=programs.clock,
+                              unpinned=which & (confidence.min() < polish.pinned))
+    return state
+
+
+def end_games(state: SolverState, reached: np.ndarray, *, batch: ProblemBatch,
+              solver: Solver, programs: Programs, recorder: Recorder) -> SolverState:
+    """:func:`end_game` for each running problem that ``reached`` ``tol`` in the last block,
+    or whose best loss is below ``polish.below`` and at most half its last polished loss."""
+    if not polish_applies(batch.problem, solver.polish):
+        return state
+    best = state.best_loss.min(axis=1)
+    due = state.running() & (reached | ((best < solver.polish.below)
+                                        & (best <= 0.5 * state.polished)))
+    for g in np.flatnonzero(due):
+        state = end_game(state, int(g), batch=batch, solver=solver, programs=programs,
+                         recorder=recorder)
+    return state
 
 
 def advance(state: SolverState, *, batch: ProblemBatch, solver: Solver,
@@ -566,9 +674,12 @@ def advance(state: SolverState, *, batch: ProblemBatch, solver: Solver,
     finite = (np.isfinite(values).all(axis=(1, 2)) & np.isfinite(current).all(axis=1)
               | ~running)
     state = keep_best(state, np.where(running[:, None], current, np.inf))
-    state = stop_finished(state, finite=finite, clock=programs.clock)
+    state, reached = stop_finished(state, finite=finite, clock=programs.clock,
+                                   checked=polish_applies(batch.problem, solver.polish))
     if recorder.truth is not None:  # one problem: its best start's errors
         recorder.record_errors(state.best_X[0, int(np.argmin(state.best_loss[0]))], state.steps)
+    state = end_games(state, reached, batch=batch, solver=solver, programs=programs,
+                      recorder=recorder)
     if (solver.reseed is not None and state.steps % solver.reseed.patience == 0
             and state.steps < solver.max_steps and state.running().any()):
         state = checkpoint(state, current, solver=solver, sharp_from=sharp_from,
@@ -578,34 +689,19 @@ def advance(state: SolverState, *, batch: ProblemBatch, solver: Solver,
 
 def polish_best(state: SolverState, *, batch: ProblemBatch, solver: Solver,
                 programs: Programs, recorder: Recorder) -> SolverState:
-    """The finish: the Gauss-Newton polish (:class:`recon.solver_parts.Polish`) of each
-    problem's best start, when it applies and its loss lies between ``tol`` and
-    ``polish.below``; kept if it lowers the loss."""
-    if not polish_applies(batch.problem, solver.polish):
-        return state
-    best_loss, best_X = state.best_loss.copy(), state.best_X
-    for g in np.flatnonzero(~state.failed):
-        best = int(np.argmin(best_loss[g]))
-        loss = best_loss[g, best]
-        if not solver.tol < loss < solver.polish.below:
-            continue
-        X_new = programs.polish(best_X[g, best], g)
-        one = jax.tree.map(lambda a, g=g: a[g:g + 1], batch.state)
-        loss_new = float(programs.loss(X_new[None, None], one, batch.theta[g:g + 1])[0, 0])
-        if loss_new >= loss:
-            continue
-        best_loss[g, best] = loss_new
-        best_X = best_X.at[g, best].set(X_new)
-        if g == 0:
-            recorder.record_errors(X_new, state.steps)
-    return state._replace(best_loss=best_loss, best_X=best_X)
+    """The finish once the budget is spent: the end game (:func:`end_games`) of every
+    problem still running whose best loss is below ``polish.below`` and at most half its last
+    polished loss."""
+    return end_games(state, np.zeros(batch.G, bool), batch=batch, solver=solver,
+                     programs=programs, recorder=recorder)
 
 
 def report(state: SolverState, g: int, *, solver: Solver, sharp_from: int,
-           recorder: Recorder, clock: Clock) -> Reconstruction:
+           recorder: Recorder, programs: Programs) -> Reconstruction:
     """The :class:`Reconstruction` of problem ``g``'s best start: the iterations are the
     steps until its loss (on the exact features) first reached ``tol``, else all steps it
-    ran."""
+    ran, plus the polish's Jacobian products."""
+    clock = programs.clock
     ran = int(state.stopped[g]) or state.steps
     seconds = float(state.seconds[g]) if state.stopped[g] else clock.seconds()
     trace = np.concatenate(recorder.losses, axis=2)[g, :, :ran]  # (restarts, steps)
@@ -614,13 +710,17 @@ def report(state: SolverState, g: int, *, solver: Solver, sharp_from: int,
     reached = np.flatnonzero((trace[best] <= solver.tol) & exact_loss)
     iterations = int(reached[0]) if reached.size else trace.shape[1]
     loss_curve = trace[best, : iterations + 1] if reached.size else trace[best]
+    iterations += int(state.products[g])
     loss = float(state.best_loss[g, best])
-    converged = bool(loss <= solver.tol)
-    reason = ("non-finite loss" if state.failed[g] else "tol" if converged else "budget")
+    converged = bool(loss <= solver.tol) and not state.unpinned[g]
+    reason = ("non-finite loss" if state.failed[g] else "unpinned" if state.unpinned[g]
+              else "tol" if converged else "budget")
+    confidence = (None if state.failed[g]
+                  else programs.confidences(state.best_X[g, best], g))
     history = recorder.history(loss_curve) if g == 0 else History(
         loss_curve, *(np.zeros(0) for _ in range(4)))
     return Reconstruction(state.best_X[g, best], loss, iterations, seconds, converged,
-                          history, clock.compile_seconds, reason)
+                          history, clock.compile_seconds, reason, confidence)
 
 
 def _checked_truth(problem: ReconstructionProblem, solver: Solver, truth):
@@ -655,7 +755,7 @@ def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, prog
         status=lambda s: f"loss={s.best_loss.min():.2e}")
     state = polish_best(state, **bookkeeping)
     return [report(state, g, solver=solver, sharp_from=sharp_from, recorder=recorder,
-                   clock=clock) for g in range(batch.G)]
+                   programs=programs) for g in range(batch.G)]
 
 
 @precision.float64

@@ -81,17 +81,25 @@ class Cloning(_Part):
 
 @dataclass(frozen=True)
 class Polish(_Part):
-    """A Gauss-Newton polish at the end. If the budget ends above ``tol`` with the best loss
-    below ``below``, ``scipy.optimize.least_squares`` (trust region, Jacobian by ``jax.jacfwd``)
-    minimises the residual ``theta - P theta`` from the best candidates with at most
-    ``evaluations`` evaluations; the result is kept if its loss is lower. It goes to the
-    nearest local minimum, so it runs only at the end (polished earlier, a start that Adam was
-    still moving towards the truth gets stuck), and only where the Jacobian (``P`` by
-    ``n * d``) has at most ``max_entries`` entries."""
+    """The Gauss-Newton end game. Once a problem's best loss falls below ``below`` (and again
+    each time it has halved since the last polish), Levenberg-Marquardt with conjugate
+    gradients (:func:`recon.solver_moves.polish_program`: at most ``steps`` iterations of at
+    most ``cg_steps`` Jacobian products each, matrix-free) takes its best start towards the
+    nearest zero of the residual ``theta - P theta``, far faster than Adam there; the start
+    goes on from the result if it is lower. A polish that reaches ``tol`` is checked with the
+    leave-one-out confidence of every candidate
+    (:func:`recon.solver_moves.leave_one_out_confidence`): the run is solved only when each
+    one is at least ``pinned``; otherwise the least pinned candidate is re-seeded and polished
+    again, at most ``rounds`` times, and the run stops as ``"unpinned"``, not converged, if
+    one is still loose. Polished too early, a start that Adam was still moving towards the
+    truth lands in a nearby minimum: hence ``below``."""
 
-    evaluations: int = 100
-    below: float = 1e-4
-    max_entries: float = 2e6
+    steps: int = 30
+    cg_steps: int = 50
+    below: float = 1e-3
+    pinned: float = 1e3
+    rounds: int = 4
 
-    _checks = {"evaluations": checks.positive_int, "below": checks.positive_float,
-               "max_entries": checks.positive_float}
+    _checks = {"steps": checks.positive_int, "cg_steps": checks.positive_int,
+               "below": checks.positive_float, "pinned": checks.positive_float,
+               "rounds": checks.nonnegative_int}

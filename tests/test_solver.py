@@ -14,7 +14,7 @@ from conftest import make_rf
 from recon import metrics, models, problems, solver as solvers
 from recon.loss import projection_loss
 from recon.problems import ReconstructionProblem
-from recon.solver_moves import polish_program, reseed_program
+from recon.solver_moves import leave_one_out_confidence, polish_program, reseed_program
 from recon.sphere import project_to_sphere
 
 
@@ -110,8 +110,10 @@ def test_bad_input_is_refused_before_computing():
         solvers.Solver(optax.adam(0.1), cloning=solvers.Cloning())
     with pytest.raises(ValueError, match="smoothing steps"):
         solvers.Smoothing(steps=-1)
-    with pytest.raises(ValueError, match="polish evaluations"):
-        solvers.Polish(evaluations=-3)
+    with pytest.raises(ValueError, match="polish cg_steps"):
+        solvers.Polish(cg_steps=-3)
+    with pytest.raises(ValueError, match="polish pinned"):
+        solvers.Polish(pinned=0)
     with pytest.raises(ValueError, match="refine_scale"):
         solvers.Smoothing(refine_scale=0)
     with pytest.raises(TypeError, match="reseed must be a recon.solver.Reseed or None"):
@@ -254,27 +256,69 @@ def test_default_solver_recovers_at_one_and_a_half_times_dn(seed):
 def test_polish_finishes_what_adam_leaves_near_a_solution():
     ds, _, _, problem, key = make_rf(n=4, d=8, p=320, seed=2)
     near = project_to_sphere(ds.X + 0.05 * jax.random.normal(key, ds.X.shape), np.sqrt(8))
-    polish, _ = polish_program(problem, solvers.Polish(), ridge=1e-10)
-    polished = polish(near, problem.state, problem.theta)
+    polish = polish_program(problem, solvers.Polish(), ridge=1e-10)
+    polished, loss, products = polish(near, problem.state, problem.theta)
     assert float(projection_loss(problem, near)) > 1e-4
     assert float(projection_loss(problem, polished)) < 1e-10
+    assert float(loss) == pytest.approx(float(projection_loss(problem, polished)), rel=1e-3)
+    assert 0 < int(products) <= 30 * (50 + 2)
     assert metrics.per_sample_errors(polished, ds.X).max() < 1e-4
     np.testing.assert_allclose(np.linalg.norm(np.asarray(polished), axis=1), np.sqrt(8),
                                rtol=1e-5)
 
 
-def test_polish_runs_at_the_end_only_where_the_jacobian_is_small():
+def test_the_matrix_free_polish_serves_a_jacobian_too_large_to_form():
+    """P = 20000 features, n d = 400 unknowns: 8e6 Jacobian entries, four times the old
+    dense polish's limit."""
+    ds, _, _, problem, key = make_rf(n=10, d=40, p=20_000, seed=1)
+    near = project_to_sphere(ds.X + 0.02 * jax.random.normal(key, ds.X.shape), np.sqrt(40))
+    polished, loss, _ = polish_program(problem, solvers.Polish(), 1e-10)(
+        near, problem.state, problem.theta)
+    assert float(loss) < 1e-12
+    assert metrics.per_sample_errors(polished, ds.X).max() < 1e-4
+
+
+def test_leave_one_out_confidence_tells_a_pinned_candidate_from_a_loose_one():
+    ds, _, _, problem, key = make_rf(n=4, d=8, p=320, seed=2)
+    truth = leave_one_out_confidence(problem, problem.state, problem.theta, ds.X, 1e-10)
+    assert np.asarray(truth).min() > 1e4
+    wrong = ds.X.at[1].set(project_to_sphere(jax.random.normal(key, (1, 8), ds.X.dtype),
+                                             np.sqrt(8))[0])
+    loose = np.asarray(leave_one_out_confidence(problem, problem.state, problem.theta, wrong,
+                                                1e-10))
+    assert loose[1] < 10 and np.delete(loose, 1).min() > 10
+
+
+def test_the_end_game_polishes_and_reports_confidence():
     _, _, _, small, key = make_rf(n=4, d=8, p=320)
     solver = solvers.preset("default")
     assert solvers.polish_applies(small, solver.polish)
-    assert not solvers.polish_applies(small, solvers.Polish(max_entries=1e3))
     assert not solvers.polish_applies(small, None)
     # a budget far too short for Adam: the polish takes it from wherever it stopped
     short = dataclasses.replace(solver, max_steps=200, polish=solvers.Polish(below=1.0))
     unpolished = dataclasses.replace(short, polish=None)
     a = solvers.solve(small, unpolished, key, progress=False)
     b = solvers.solve(small, short, key, progress=False)
-    assert b.loss < a.loss and b.iterations == a.iterations == 200
+    assert b.loss < a.loss and a.iterations == 200 and b.iterations > 0
+    assert b.confidence.shape == (4,)
+    assert b.converged == (b.stop_reason == "tol")
+    if b.converged:
+        assert b.confidence.min() >= solver.polish.pinned
+
+
+def test_a_loose_candidate_at_tol_is_reported_unpinned_not_converged():
+    """A training point with (almost) no share of theta: the loss reaches tol with that
+    sample anywhere, and the run must not call itself solved."""
+    ds, model, _, problem, key = make_rf(n=4, d=8, p=320, seed=3)
+    F = model.features(ds.X).astype(jnp.float64)
+    theta = F[:3].T @ jnp.linalg.solve(F[:3] @ F[:3].T, jnp.ones(3))  # three samples' span
+    problem = dataclasses.replace(problem, theta=theta.astype(problem.theta.dtype))
+    result = solvers.solve(problem, solvers.preset("default", max_steps=2000,
+                                                   polish=solvers.Polish(rounds=1)),
+                           key, progress=False)
+    assert result.loss <= 1e-10
+    assert result.stop_reason == "unpinned" and not result.converged
+    assert result.confidence.min() < 1e3
 
 
 def test_the_budget_is_never_overrun():
