@@ -42,8 +42,8 @@ def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
     Returns ``p``, the train MSE, the recovered fraction (matched error below ``threshold``),
     the mean matched error, the largest feature-span residual (the paper's measure:
     ``|P_perp(X_hat) phi(x_i)| / sqrt(p)``, :func:`recon.metrics.feature_span_residuals`),
-    the final loss, the iterations, whether the loss tolerance was
-    reached, the solver's seconds, the batch size (1), ``active_features`` (features nonzero
+    the final loss, the iterations, whether it was solved (the loss tolerance reached with
+    every candidate pinned) and why it stopped (``stop_reason``), the solver's seconds, the batch size (1), ``active_features`` (features nonzero
     at some training input: a ReLU feature that is off at all of them gives ``theta_j = 0``
     and no equation) and ``zero_loss_elsewhere`` (the tolerance was reached at a different
     dataset: ``theta`` does not single out the data, whatever the solver). Runs in float64
@@ -93,10 +93,12 @@ def _cell_metrics(dataset, problem, fit, result, threshold: float, batch_size: i
         "loss": result.loss,
         "iterations": result.iterations,
         "converged": result.converged,
+        "stop_reason": result.stop_reason,
         "solve_seconds": result.seconds,
         "batch_size": batch_size,
         "active_features": active,
-        "zero_loss_elsewhere": bool(result.converged and recovered < 1),
+        "zero_loss_elsewhere": bool(result.stop_reason in ("tol", "unpinned")
+                                    and recovered < 1),
     }
 
 
