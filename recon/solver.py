@@ -599,8 +599,9 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     """The Gauss-Newton end game (:class:`recon.solver_parts.Polish`) of problem ``g``'s best
     start: polish it; then, while its loss is above ``tol`` (a nearby minimum) or a candidate
     is not pinned (leave-one-out confidence below ``polish.pinned``), re-seed the least
-    pinned candidate and polish again, at most ``polish.rounds`` times, keeping a try only if
-    it lowers the loss (above ``tol``) or pins more (at ``tol``). The start goes on from the result if it is lower; a problem at
+    pinned candidate and polish again, at most ``polish.rounds`` times (none when re-seeding
+    is off), keeping a try only if it lowers the loss (above ``tol``) or pins more (at
+    ``tol``). The start goes on from the result if it is lower; a problem at
     ``tol`` stops, solved or ``unpinned``."""
     polish = solver.polish
     b = int(np.argmin(state.best_loss[g]))
@@ -610,7 +611,7 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
         X, loss = X_new, loss_new
     key = state.key[g]
     confidence = programs.confidences(X, g)
-    for _ in range(polish.rounds):
+    for _ in range(polish.rounds if solver.reseed is not None else 0):
         if loss <= solver.tol and confidence.min() >= polish.pinned:
             break
         key, sub = jax.random.split(key)

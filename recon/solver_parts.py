@@ -89,9 +89,10 @@ class Polish(_Part):
     goes on from the result if it is lower. A polish that reaches ``tol`` is checked with the
     leave-one-out confidence of every candidate
     (:func:`recon.solver_moves.leave_one_out_confidence`): the run is solved only when each
-    one is at least ``pinned``; otherwise the least pinned candidate is re-seeded and polished
-    again, at most ``rounds`` times, and the run stops as ``"unpinned"``, not converged, if
-    one is still loose. Polished too early, a start that Adam was still moving towards the
+    one is at least ``pinned``, and stops as ``"unpinned"``, not converged, if one is still
+    loose. With re-seeding on (:class:`Reseed`), a polish that ends above ``tol`` (a nearby
+    minimum) or with a loose candidate re-seeds the least pinned candidate and polishes
+    again, at most ``rounds`` times. Polished too early, a start that Adam was still moving towards the
     truth lands in a nearby minimum: hence ``below``."""
 
     steps: int = 30
