@@ -24,6 +24,25 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def boolean(name: str, value) -> bool:
+    """Return ``value`` if it is a bool (``True``/``False``, not the string ``"false"``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be true or false, got {_describe(value)}")
+    return value
+
+
+def finite_array(name: str, value):
+    """Return ``value`` if every entry is finite, else raise naming how many are NaN or
+    infinite (an array of any kind that numpy can read)."""
+    import numpy as np
+
+    bad = ~np.isfinite(np.asarray(value, dtype=np.float64))
+    if bad.any():
+        raise ValueError(f"{name} has {int(bad.sum())} NaN or infinite entries (of {bad.size}); "
+                         f"it must be finite")
+    return value
+
+
 def nonnegative_int(name: str, value) -> int:
     """Return ``value`` as an int if it is an integer ``>= 0`` (e.g. a seed), else raise."""
     return positive_int(name, value, minimum=0)

@@ -23,6 +23,8 @@ def _as_flat_pair(X_hat, X) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"reconstruction shape {X_hat.shape} does not match data shape {X.shape}")
     if X.ndim < 2:
         raise ValueError(f"expected a batch of inputs (n, ...), got shape {X.shape}")
+    checks.finite_array("the reconstruction", X_hat)
+    checks.finite_array("the data", X)
     return X_hat.reshape(len(X_hat), -1), X.reshape(len(X), -1)
 
 
@@ -125,6 +127,11 @@ def _as_images(images, what: str) -> np.ndarray:
     if images.ndim != 4:
         raise ValueError(f"{what} must be images of shape (m, H, W, C) or (m, H, W), got "
                          f"shape {images.shape}")
+    checks.finite_array(what, images)
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"{what} must have pixels in [0, 1] (PSNR and SSIM use data_range=1), "
+                         f"got values in [{images.min():.3g}, {images.max():.3g}]; clip them "
+                         f"or use ImageDataset.to_images")
     return images
 
 

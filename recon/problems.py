@@ -116,7 +116,7 @@ def random_features_problem(model: RandomFeatures, n: int,
     :func:`recon.models.activation`); the loss values are exact.
     """
     n = checks.positive_int("n", n)
-    theta = model.theta[...]
+    theta = checks.finite_array("the model's theta", model.theta[...])
     if not bool(jnp.any(theta != 0)):
         raise ValueError("the model's theta is zero: train the model before reconstructing")
     streamed = (model.p, model.chunk, model.dtype) if model.streamed else None

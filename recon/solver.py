@@ -733,7 +733,7 @@ def _checked_truth(problem: ReconstructionProblem, solver: Solver, truth):
     expected = (problem.n,) + problem.input_shape
     if truth.shape != expected:
         raise ValueError(f"truth must have shape {expected}, got {truth.shape}")
-    return truth
+    return checks.finite_array("truth", truth)
 
 
 def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, progress: bool,
@@ -769,6 +769,7 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
     updates. Raises ``FloatingPointError`` if the loss becomes NaN or infinite.
     """
     truth = _checked_truth(problem, solver, truth)
+    checks.finite_array("the problem's theta", problem.theta)
     result = _solve_stacked(stack_problems([problem]), solver, jnp.stack([key]), truth,
                             progress, error_fn)[0]
     if result.stop_reason == "non-finite loss":
@@ -789,6 +790,7 @@ def solve_batch(problems: list[ReconstructionProblem], solver: Solver, keys,
     ``stop_reason == "non-finite loss"`` (nothing is raised: the others go on)."""
     batch = stack_problems(problems)
     _checked_truth(batch.problem, solver, None)
+    checks.finite_array("the problems' theta", batch.theta)
     keys = jnp.stack(list(keys))
     if keys.shape != (batch.G,):
         raise ValueError(f"keys must hold one key per problem ({batch.G}), got shape "

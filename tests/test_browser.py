@@ -122,6 +122,17 @@ def favicon_probe(url: str | None, site: str) -> bool:
     return url == f"{site}/favicon.ico"
 
 
+# Resolves once the page is what the checks read: MathJax has typeset it (its startup promise)
+# and every image has loaded or failed.
+READY_JS = """async () => {
+  const mj = window.MathJax;
+  if (mj && mj.startup && mj.startup.promise) { await mj.startup.promise; }
+  await Promise.all([...document.images].map(img => img.complete ? null :
+    new Promise(done => { img.addEventListener("load", done); img.addEventListener("error", done); })));
+  return true;
+}"""
+
+
 def toc_pages() -> list[str]:
     """The site paths of the table of contents' pages, home page first."""
     return ["index.html"] + [f"{f}.html" for f in status.toc_files()]
@@ -141,7 +152,7 @@ def visited(browser, site):
     if notebook_pages():
         shots[notebook_pages()[0]] = f"chapter-{Path(notebook_pages()[0]).stem}.png"
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(180_000)  # a busy 2-core machine, not a fault
     reports = {}
     for path in toc_pages():
         page = context.new_page()
@@ -153,7 +164,7 @@ def visited(browser, site):
         page.on("requestfailed", lambda r, errors=errors: errors.append(
             f"request failed: {r.url} ({r.failure})"))
         response = page.goto(f"{site}/{path}", wait_until="load")
-        page.wait_for_load_state("networkidle")
+        page.evaluate(READY_JS)  # what the checks read; "networkidle" times out under load
         report = PageReport(url=page.url, status=response.status if response else 0,
                             errors=errors)
         report.math = page.evaluate(MATH_JS)

@@ -54,3 +54,14 @@ def test_shape_mismatch_is_refused():
         metrics.per_sample_errors(np.zeros((3, 4)), np.zeros((3, 5)))
     with pytest.raises(ValueError, match="threshold"):
         metrics.recovered_fraction(np.zeros((3, 4)), np.zeros((3, 4)), threshold=0)
+
+
+def test_metrics_refuse_non_finite_inputs_and_pixels_outside_the_unit_range():
+    X = np.eye(3)
+    with pytest.raises(ValueError, match="the reconstruction has 1 NaN or infinite"):
+        metrics.match(X + np.diag([np.nan, 0, 0]), X)
+    with pytest.raises(ValueError, match="the data has 1 NaN or infinite"):
+        metrics.per_sample_errors(X, X + np.diag([0, np.inf, 0]))
+    images = np.full((2, 8, 8, 1), 0.5)
+    with pytest.raises(ValueError, match=r"images_hat must have pixels in \[0, 1\].*1.5"):
+        metrics.image_metrics(images, images + 1.0)

@@ -99,3 +99,18 @@ def test_book_builds_with_the_chapter_and_its_figures(built_book):
     text = re.sub(r"<[^>]+>", "", html)
     assert f"in {glued['iterations']}" in text.replace("\n", " ")  # glued text, not typed
     assert (built_book / "figures" / "rf-synthetic-history.svg").is_file()
+
+
+def test_cli_parameters_go_on_top_of_the_profile_and_unknown_names_are_refused():
+    from recon.book import cli
+
+    assert cli.parameter_overrides(["synthetic_random_features"],
+                                   [["seed", "3"], ["tol", "1e-3"], ["solver", "reference"]],
+                                   "lr: 0.5") == {"lr": 0.5, "seed": 3, "tol": 1e-3,
+                                                  "solver": "reference"}
+    result = subprocess.run([sys.executable, "-m", "recon", "run", "synthetic_random_features",
+                             "--profile", "smoke", "-p", "max_step", "300"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "has no parameter(s) max_step; accepted: " in result.stderr
+    assert "max_steps" in result.stderr

@@ -93,6 +93,22 @@ def test_solver_reports_nan_instead_of_returning_it():
         solvers.solve(bad, solvers.preset("default", max_steps=200), key, progress=False)
 
 
+def test_non_finite_theta_and_truth_are_refused_by_name():
+    ds, model, _, problem, key = make_rf(n=3, d=6, p=100)
+    bad = dataclasses.replace(problem, theta=problem.theta.at[5].set(jnp.nan))
+    with pytest.raises(ValueError, match="the problem's theta has 1 NaN or infinite"):
+        solvers.solve(bad, solvers.preset("default", max_steps=100), key, progress=False)
+    with pytest.raises(ValueError, match="the problems' theta has 1 NaN"):
+        solvers.solve_batch([bad], solvers.preset("default", max_steps=100), [key],
+                            progress=False)
+    with pytest.raises(ValueError, match="truth has 1 NaN"):
+        solvers.solve(problem, solvers.preset("default", max_steps=100), key,
+                      truth=ds.X.at[0, 0].set(jnp.inf), progress=False)
+    model.theta[...] = model.theta[...].at[0].set(jnp.nan)
+    with pytest.raises(ValueError, match="the model's theta has 1 NaN"):
+        problems.random_features_problem(model, 3)
+
+
 def test_bad_input_is_refused_before_computing():
     with pytest.raises(ValueError, match="p must be an integer >= 1, got 0"):
         models.RandomFeatures(5, 0, rngs=__import__("flax").nnx.Rngs(0))

@@ -298,3 +298,15 @@ def test_a_batch_function_that_breaks_fails_its_whole_group(tmp_path):
     summary = run(tmp_path, fn=broken, batch_by=["seed"])
     assert summary.failed == 6
     assert "one entry per cell" in load_table(tmp_path, GRID).error.iloc[0]
+
+
+def test_retry_failed_must_be_a_boolean_in_a_grid_file_and_in_run_sweep(tmp_path):
+    grid_file = tmp_path / "grid.yml"
+    grid_file.write_text('name: g\ncell: recon.book.sweep:demo_cell\nparams: {x: [1]}\n'
+                         'retry_failed: "false"\n')
+    with pytest.raises(TypeError, match="retry_failed must be true or false, got 'false'"):
+        sweep.read_grid_file(grid_file)
+    grid = Grid.from_dict({"name": "g", "params": {"x": [1]}})
+    with pytest.raises(TypeError, match="retry_failed must be true or false"):
+        run_sweep(grid, demo_cell, tmp_path / "store", retry_failed="no", progress=False)
+    assert not (tmp_path / "store").exists()

@@ -20,15 +20,54 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from recon.book import notebooks, status
 
 BUILD = notebooks.BUILD
 COMPILE_CACHE = notebooks.ROOT / "_build" / "jax-cache"  # shared by every site of the checkout
 
 
-def _run(names: list[str], profile: str) -> list[dict]:
-    """Execute the notebooks ``names`` at ``profile`` into ``book/chapters/``, recording each
-    run; the first failure stops the run (exit status 1)."""
+def parameter_overrides(names: list[str], pairs: list[list[str]],
+                        yaml_text: str | None) -> dict:
+    """The parameters given on the command line (``-p NAME VALUE``, each value read as YAML:
+    numbers, ``true``/``True``, lists; anything else stays a string; and ``-y`` YAML text),
+    checked against the ``parameters`` cell of every notebook in ``names`` (read by
+    papermill). Raises ``ValueError`` naming an unknown parameter and the accepted ones."""
+    import papermill as pm
+
+    overrides = {}
+    if yaml_text:
+        given = yaml.safe_load(yaml_text)
+        if not isinstance(given, dict):
+            raise ValueError(f"-y must be a YAML mapping of parameter names to values, got "
+                             f"{yaml_text!r}")
+        overrides.update(given)
+    for name, text in pairs or []:
+        try:
+            overrides[name] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            overrides[name] = text
+        if overrides[name] is None and text not in ("null", "None", "~"):
+            overrides[name] = text
+        if isinstance(overrides[name], str):  # YAML reads 1e-3 as text; papermill as a number
+            try:
+                overrides[name] = float(text)
+            except ValueError:
+                pass
+    for notebook in names:
+        accepted = pm.inspect_notebook(str(notebooks.NOTEBOOKS / f"{notebook}.ipynb"))
+        unknown = sorted(set(overrides) - set(accepted))
+        if unknown:
+            raise ValueError(f"notebook {notebook!r} has no parameter(s) {', '.join(unknown)}; "
+                             f"accepted: {', '.join(accepted)}")
+    return overrides
+
+
+def _run(names: list[str], profile: str, overrides: dict | None = None) -> list[dict]:
+    """Execute the notebooks ``names`` at ``profile`` (with the parameter ``overrides`` on
+    top) into ``book/chapters/``, recording each run; the first failure stops the run (exit
+    status 1)."""
     names = notebooks.resolve(names, profile)
     notebooks.prepare_site()
     figures = BUILD / "figures"
@@ -37,7 +76,7 @@ def _run(names: list[str], profile: str) -> list[dict]:
         print(f"[recon] running {name} at profile {profile!r} ...", flush=True)
         try:
             record = notebooks.run_notebook(name, profile, figures=figures,
-                                            compile_cache=COMPILE_CACHE)
+                                            compile_cache=COMPILE_CACHE, overrides=overrides)
         except Exception as exc:
             print(f"[recon] notebook {name} FAILED:\n{exc}", file=sys.stderr, flush=True)
             records.append(getattr(exc, "recon_record", None) or {
@@ -67,9 +106,9 @@ def _jupyter_book() -> str:
     return found
 
 
-def _book(names: list[str], profile: str) -> None:
+def _book(names: list[str], profile: str, overrides: dict | None = None) -> None:
     """Run the notebooks, then build the site with warnings as errors into ``_build/html``."""
-    _run(names, profile)
+    _run(names, profile, overrides)
     missing = status.missing_toc_files()
     if missing:
         chapters = notebooks.CHAPTERS_IN_SITE
@@ -101,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(command, help=help_text)
         p.add_argument("names", nargs="*", help="notebook names (default: all in profiles.yml)")
         p.add_argument("--profile", default="quick", help="smoke, quick (default) or paper")
+        p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="set a notebook parameter on top of the profile (as papermill's "
+                            "-p; unknown names are refused)")
+        p.add_argument("-y", "--yaml", help="parameters as YAML text (as papermill's -y)")
     sub.add_parser("sweep", help="run a parameter grid (see python -m recon sweep -h)",
                    add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -111,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        notebooks.resolve(args.names, args.profile)
+        names = notebooks.resolve(args.names, args.profile)
+        overrides = parameter_overrides(names, args.parameter, args.yaml)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     if args.command == "run":
-        _run(args.names, args.profile)
+        _run(args.names, args.profile, overrides)
     else:
-        _book(args.names, args.profile)
+        _book(args.names, args.profile, overrides)
     return 0

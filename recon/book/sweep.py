@@ -61,6 +61,8 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from recon import checks
+
 __all__ = [
     "Grid",
     "Summary",
@@ -564,6 +566,7 @@ def run_sweep(
     cells = grid.cells()
     fn_name = function_name(fn)
     executor = _check_options(executor, scheduler, max_cells, version)
+    checks.boolean("retry_failed", retry_failed)
     if batch_by is None:
         _check_signature(fn, cells)
     elif isinstance(batch_by, str) or not all(isinstance(k, str) for k in batch_by):
@@ -721,7 +724,8 @@ def read_grid_file(path: str | os.PathLike) -> tuple[Grid, Callable, dict]:
             f"grid file {path}: unknown keys {sorted(unknown)} or missing 'cell'; "
             f"allowed keys are {sorted(_FILE_KEYS)} (name, cell, params required)"
         )
-    options = {k: spec[k] for k in ("retry_failed",) if k in spec}
+    options = {k: checks.boolean(f"grid file {path}: {k}", spec[k])
+               for k in ("retry_failed",) if k in spec}
     return Grid.from_dict(spec), resolve_function(spec["cell"]), options
 
 
