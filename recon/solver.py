@@ -120,9 +120,9 @@ def default_solver(lr: float = 0.05) -> Solver:
     small problems (``restarts=0``: chosen by size); every part on: smoothed starts
     (:class:`Smoothing`), stuck starts re-seeded (:class:`Reseed`) or cloned from the best
     (:class:`Cloning`), and the Gauss-Newton end game once the loss is small, which also
-    checks that every candidate is pinned by ``theta`` (:class:`Polish`). Its tolerance is tighter than the authors' (1e-10 against 1e-7): with
-    the float64 Gram solve the loss gets there, and at 1e-7 a sample can still be off by more
-    than 1e-2."""
+    checks that every candidate is pinned by ``theta`` (:class:`Polish`). Its tolerance is
+    tighter than the authors' (1e-10 against 1e-7): with the float64 Gram solve the loss gets
+    there, and at 1e-7 a sample can still be off by more than 1e-2."""
     lr = checks.positive_float("lr", lr)
     return Solver(optax.adam(lr), max_steps=20_000, tol=1e-10, tangent_gradients=True,
                   restarts=0, smoothing=Smoothing(), reseed=Reseed(), cloning=Cloning(),
@@ -376,6 +376,9 @@ class Programs:
         self._polish = None
         self.confidence = jax.jit(functools.partial(leave_one_out_confidence, problem,
                                                     ridge=solver.ridge))
+        if solver.polish is not None:  # compiled now, so that its time counts as compilation
+            clock.compiling(lambda: jax.block_until_ready(self.confidence(
+                *self._problem(0), state.X[0, 0])))
 
     def reseed(self, X, explore_only: bool = False, **kwargs):
         """:func:`recon.solver_moves.reseed_program`, compiled at the first call for each
@@ -601,8 +604,9 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     is not pinned (leave-one-out confidence below ``polish.pinned``), re-seed the least
     pinned candidate and polish again, at most ``polish.rounds`` times (none when re-seeding
     is off), keeping a try only if it lowers the loss (above ``tol``) or pins more (at
-    ``tol``). The start goes on from the result if it is lower; a problem at
-    ``tol`` stops, solved or ``unpinned``."""
+    ``tol``). The result becomes the start's best if it is lower, but the start itself goes on
+    from where Adam left it (a polish above ``tol`` ends in a nearby minimum that Adam, still
+    moving, may pass); a problem at ``tol`` stops, solved or ``unpinned``."""
     polish = solver.polish
     b = int(np.argmin(state.best_loss[g]))
     X, loss = state.best_X[g, b], float(state.best_loss[g, b])
@@ -621,18 +625,14 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
         if (confidence_try.min() > confidence.min() and loss_try <= solver.tol
                 if loss <= solver.tol else loss_try < loss):
             X, loss, confidence = X_try, loss_try, confidence_try
-    best_loss = state.best_loss.copy()
-    best_loss[g, b] = min(loss, best_loss[g, b])
-    fresh = programs.init(state.X.at[g, b].set(X))
-    start = np.zeros(state.best_loss.shape, bool)
-    start[g, b] = True
-    state = state._replace(
-        X=state.X.at[g, b].set(X), best_X=state.best_X.at[g, b].set(X), best_loss=best_loss,
-        opt_state=jax.tree.map(lambda a, f: jnp.where(_grouped(start, a), f, a),
-                               state.opt_state, fresh),
-        key=state.key.at[g].set(key), polished=np.where(np.arange(batch.G) == g, loss,
-                                                         state.polished),
-        products=state.products + products * (np.arange(batch.G) == g))
+    if loss < state.best_loss[g, b]:  # the start itself goes on where Adam left it
+        best_loss = state.best_loss.copy()
+        best_loss[g, b] = loss
+        state = state._replace(best_X=state.best_X.at[g, b].set(X), best_loss=best_loss)
+    this = np.arange(batch.G) == g
+    state = state._replace(key=state.key.at[g].set(key),
+                           polished=np.where(this, loss, state.polished),
+                           products=state.products + products * this)
     if g == 0:
         recorder.record_errors(X, state.steps)
     if loss <= solver.tol:
@@ -645,12 +645,12 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
 def end_games(state: SolverState, reached: np.ndarray, *, batch: ProblemBatch,
               solver: Solver, programs: Programs, recorder: Recorder) -> SolverState:
     """:func:`end_game` for each running problem that ``reached`` ``tol`` in the last block,
-    or whose best loss is below ``polish.below`` and at most half its last polished loss."""
+    or whose best loss is below ``polish.below`` and at most a tenth of its last polished loss."""
     if not polish_applies(batch.problem, solver.polish):
         return state
     best = state.best_loss.min(axis=1)
     due = state.running() & (reached | ((best < solver.polish.below)
-                                        & (best <= 0.5 * state.polished)))
+                                        & (best <= 0.1 * state.polished)))
     for g in np.flatnonzero(due):
         state = end_game(state, int(g), batch=batch, solver=solver, programs=programs,
                          recorder=recorder)
@@ -691,8 +691,8 @@ def advance(state: SolverState, *, batch: ProblemBatch, solver: Solver,
 def polish_best(state: SolverState, *, batch: ProblemBatch, solver: Solver,
                 programs: Programs, recorder: Recorder) -> SolverState:
     """The finish once the budget is spent: the end game (:func:`end_games`) of every
-    problem still running whose best loss is below ``polish.below`` and at most half its last
-    polished loss."""
+    problem still running whose best loss is below ``polish.below`` and at most a tenth of
+    its last polished loss."""
     return end_games(state, np.zeros(batch.G, bool), batch=batch, solver=solver,
                      programs=programs, recorder=recorder)
 

@@ -82,18 +82,18 @@ class Cloning(_Part):
 @dataclass(frozen=True)
 class Polish(_Part):
     """The Gauss-Newton end game. Once a problem's best loss falls below ``below`` (and again
-    each time it has halved since the last polish), Levenberg-Marquardt with conjugate
+    each time it has fallen tenfold since the last polish), Levenberg-Marquardt with conjugate
     gradients (:func:`recon.solver_moves.polish_program`: at most ``steps`` iterations of at
     most ``cg_steps`` Jacobian products each, matrix-free) takes its best start towards the
-    nearest zero of the residual ``theta - P theta``, far faster than Adam there; the start
-    goes on from the result if it is lower. A polish that reaches ``tol`` is checked with the
-    leave-one-out confidence of every candidate
+    nearest zero of the residual ``theta - P theta``, far faster than Adam there; the result
+    becomes the start's best if it is lower, while Adam goes on from its own point. A polish
+    that reaches ``tol`` is checked with the leave-one-out confidence of every candidate
     (:func:`recon.solver_moves.leave_one_out_confidence`): the run is solved only when each
     one is at least ``pinned``, and stops as ``"unpinned"``, not converged, if one is still
     loose. With re-seeding on (:class:`Reseed`), a polish that ends above ``tol`` (a nearby
     minimum) or with a loose candidate re-seeds the least pinned candidate and polishes
-    again, at most ``rounds`` times. Polished too early, a start that Adam was still moving towards the
-    truth lands in a nearby minimum: hence ``below``."""
+    again, at most ``rounds`` times. Polished too early, a start that Adam was still moving
+    towards the truth lands in a nearby minimum: hence ``below``."""
 
     steps: int = 30
     cg_steps: int = 50

@@ -43,9 +43,9 @@ def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
     the mean matched error, the largest feature-span residual (the paper's measure:
     ``|P_perp(X_hat) phi(x_i)| / sqrt(p)``, :func:`recon.metrics.feature_span_residuals`),
     the final loss, the iterations, whether it was solved (the loss tolerance reached with
-    every candidate pinned) and why it stopped (``stop_reason``), the solver's seconds, the batch size (1), ``active_features`` (features nonzero
-    at some training input: a ReLU feature that is off at all of them gives ``theta_j = 0``
-    and no equation) and ``zero_loss_elsewhere`` (the tolerance was reached at a different
+    every candidate pinned) and why it stopped (``stop_reason``), the solver's seconds, the
+    batch size (1), ``active_features`` (features nonzero at some training input: a ReLU
+    feature that is off at all of them gives ``theta_j = 0`` and no equation) and ``zero_loss_elsewhere`` (the tolerance was reached at a different
     dataset: ``theta`` does not single out the data, whatever the solver). Runs in float64
     (also on a Dask worker).
     """
