@@ -133,6 +133,22 @@ READY_JS = """async () => {
 }"""
 
 
+def wait_until_ready(page, attempts: int = 5) -> None:
+    """Wait for what the checks read (:data:`READY_JS`; waiting for "networkidle" timed out
+    under load). A page that redirects (the home page's ``index.html``) destroys the first
+    context: wait for the next page's load event and try again."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(attempts):
+        try:
+            page.evaluate(READY_JS)
+            return
+        except PlaywrightError as exc:
+            if "context was destroyed" not in str(exc) or attempt == attempts - 1:
+                raise
+            page.wait_for_load_state("load")
+
+
 def toc_pages() -> list[str]:
     """The site paths of the table of contents' pages, home page first."""
     return ["index.html"] + [f"{f}.html" for f in status.toc_files()]
@@ -164,7 +180,7 @@ def visited(browser, site):
         page.on("requestfailed", lambda r, errors=errors: errors.append(
             f"request failed: {r.url} ({r.failure})"))
         response = page.goto(f"{site}/{path}", wait_until="load")
-        page.evaluate(READY_JS)  # what the checks read; "networkidle" times out under load
+        wait_until_ready(page)
         report = PageReport(url=page.url, status=response.status if response else 0,
                             errors=errors)
         report.math = page.evaluate(MATH_JS)

@@ -442,8 +442,9 @@ def _check_signature(fn: Callable, cells: list[dict]) -> None:
 
 
 def _check_options(executor: str | None, scheduler: Any, max_cells: int | None,
-                   version: str) -> str:
+                   version: str, retry_failed: bool = True) -> str:
     """Validate the run options before anything is computed; return the executor name."""
+    checks.boolean("retry_failed", retry_failed)
     if executor is None:
         executor = "local" if scheduler is None else "dask"
     if executor not in EXECUTORS:
@@ -565,8 +566,7 @@ def run_sweep(
     started = time.perf_counter()
     cells = grid.cells()
     fn_name = function_name(fn)
-    executor = _check_options(executor, scheduler, max_cells, version)
-    checks.boolean("retry_failed", retry_failed)
+    executor = _check_options(executor, scheduler, max_cells, version, retry_failed)
     if batch_by is None:
         _check_signature(fn, cells)
     elif isinstance(batch_by, str) or not all(isinstance(k, str) for k in batch_by):
