@@ -114,3 +114,20 @@ def test_cli_parameters_go_on_top_of_the_profile_and_unknown_names_are_refused()
     assert result.returncode != 0
     assert "has no parameter(s) max_step; accepted: " in result.stderr
     assert "max_steps" in result.stderr
+
+
+def test_a_failed_book_build_names_its_errors_and_leaves_no_site(tmp_path, monkeypatch):
+    from recon.book import cli
+
+    fake = tmp_path / "jupyter-book"
+    fake.write_text("#!/bin/sh\nmkdir -p \"$2/_build/html\"\ntouch \"$2/_build/html/index.html\"\n"
+                    "echo 'reading sources... [100%] intro'\n"
+                    "echo 'book/intro.md:3: WARNING: undefined label: fig-nowhere'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(cli, "_jupyter_book", lambda: str(fake))
+    monkeypatch.setattr(cli, "BUILD", tmp_path / "_build")
+    monkeypatch.setattr(cli.notebooks, "SITE", tmp_path)
+    with pytest.raises(SystemExit, match="(?s)build failed.*undefined label: fig-nowhere") as exc:
+        cli.build_site()
+    assert "reading sources" not in str(exc.value)
+    assert not (tmp_path / "_build" / "html").exists()

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,32 @@ def _jupyter_book() -> str:
     return found
 
 
+# the lines of Jupyter Book's output that say why a build failed
+_FAULT = re.compile(r"(ERROR|WARNING|CRITICAL|Error|Exception)\b")
+
+
+def build_site() -> Path:
+    """Jupyter Book on the site, warnings as errors, its output shown as it comes. A failed
+    build leaves no ``_build/html`` behind (nothing that looks complete) and its message
+    repeats the error and warning lines that caused it. Returns the HTML folder."""
+    html = BUILD / "html"
+    cmd = [_jupyter_book(), "build", str(notebooks.SITE), "--warningiserror", "--keep-going"]
+    print("[recon] building the book:", " ".join(cmd), flush=True)
+    faults = []
+    with subprocess.Popen(cmd, cwd=notebooks.SITE, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as build:
+        for line in build.stdout:
+            print(line, end="", flush=True)
+            if _FAULT.search(line):
+                faults.append(line.rstrip())
+    if build.returncode != 0:
+        shutil.rmtree(html, ignore_errors=True)
+        shown = "\n".join(faults[-20:]) or "(Jupyter Book printed no error line)"
+        raise SystemExit(f"[recon] the book build failed (exit {build.returncode}); "
+                         f"{html} was removed. Jupyter Book reported:\n{shown}")
+    return html
+
+
 def _book(names: list[str], profile: str, overrides: dict | None = None) -> None:
     """Run the notebooks, then build the site with warnings as errors into ``_build/html``."""
     _run(names, profile, overrides)
@@ -117,12 +144,7 @@ def _book(names: list[str], profile: str, overrides: dict | None = None) -> None
                 if unrun else "")
         raise SystemExit(f"[recon] _toc.yml lists pages that do not exist: "
                          f"{', '.join(missing)}{hint}")
-    html = BUILD / "html"
-    cmd = [_jupyter_book(), "build", str(notebooks.SITE), "--warningiserror", "--keep-going"]
-    print("[recon] building the book:", " ".join(cmd), flush=True)
-    result = subprocess.run(cmd, cwd=notebooks.SITE)
-    if result.returncode != 0:
-        raise SystemExit(f"[recon] the book build failed (exit {result.returncode})")
+    html = build_site()
     if not (html / "index.html").is_file():
         raise SystemExit(f"[recon] the build finished but {html / 'index.html'} is missing")
     if (BUILD / "figures").is_dir():
