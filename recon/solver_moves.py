@@ -43,6 +43,23 @@ def initial_candidates(key: Array, problem: ReconstructionProblem, restarts: int
     return X.reshape((restarts, problem.n) + problem.input_shape)
 
 
+def _removal_gains(problem: ReconstructionProblem, state, theta, X: Array, ridge: float):
+    """``(F, theta, A^{-1}, c, gains)`` in float64 for the candidates ``X``: ``gains[i]``, the
+    rise of ``||theta - P theta||^2`` when candidate ``i`` (its ``k`` feature rows) is left
+    out, ``c_i^T ((A^{-1})_ii)^{-1} c_i`` with ``c = A^{-1} F theta``."""
+    n = problem.n
+    F = problem.features(state, X).astype(jnp.float64)
+    k = F.shape[0] // n
+    theta64 = theta.astype(jnp.float64)
+    inv = jnp.linalg.inv(ridged_gram(F, ridge))
+    coef = inv @ (F @ theta64)
+    c_blocks = coef.reshape(n, k)
+    inv_blocks = inv.reshape(n, k, n, k)[jnp.arange(n), :, jnp.arange(n), :]
+    gain = jnp.einsum("ik,ik->i", c_blocks,
+                      jnp.linalg.solve(inv_blocks, c_blocks[..., None])[..., 0])
+    return F, theta64, inv, coef, gain
+
+
 def left_out_direction(problem: ReconstructionProblem, state, theta, X: Array, attempt,
                        ridge: float):
     """For the candidates ``X`` (one start): the index ``i`` of the candidate whose removal
@@ -54,15 +71,8 @@ def left_out_direction(problem: ReconstructionProblem, state, theta, X: Array, a
     ``c_i^T ((A^{-1})_ii)^{-1} c_i``, and the left-out residual is
     ``theta - F^T c + F^T (A^{-1})_{:,i} ((A^{-1})_ii)^{-1} c_i``."""
     n = problem.n
-    F = problem.features(state, X).astype(jnp.float64)
+    F, theta64, inv, coef, gain = _removal_gains(problem, state, theta, X, ridge)
     k = F.shape[0] // n
-    theta64 = theta.astype(jnp.float64)
-    inv = jnp.linalg.inv(ridged_gram(F, ridge))
-    coef = inv @ (F @ theta64)
-    c_blocks = coef.reshape(n, k)
-    inv_blocks = inv.reshape(n, k, n, k)[jnp.arange(n), :, jnp.arange(n), :]
-    gain = jnp.einsum("ik,ik->i", c_blocks,
-                      jnp.linalg.solve(inv_blocks, c_blocks[..., None])[..., 0])
     worst = jnp.argsort(gain)[attempt % n]
     rows = jax.lax.dynamic_slice_in_dim(inv, worst * k, k, axis=1)
     inv_ii = jax.lax.dynamic_slice_in_dim(rows, worst * k, k, axis=0)
@@ -130,17 +140,8 @@ def leave_one_out_confidence(problem: ReconstructionProblem, state, theta, X: Ar
     that ``theta`` does not pin, say sitting where no training point is while a sample of
     tiny share is missing, scores about 1 or less. With ``c = A^{-1} F theta``, the rise is
     ``c_i^T ((A^{-1})_ii)^{-1} c_i`` (:func:`left_out_direction`)."""
-    n = problem.n
-    F = problem.features(state, X).astype(jnp.float64)
-    k = F.shape[0] // n
-    theta64 = theta.astype(jnp.float64)
-    inv = jnp.linalg.inv(ridged_gram(F, ridge))
-    coef = inv @ (F @ theta64)
+    F, theta64, _, coef, gain = _removal_gains(problem, state, theta, X, ridge)
     residual = theta64 - F.T @ coef
-    c_blocks = coef.reshape(n, k)
-    inv_blocks = inv.reshape(n, k, n, k)[jnp.arange(n), :, jnp.arange(n), :]
-    gain = jnp.einsum("ik,ik->i", c_blocks,
-                      jnp.linalg.solve(inv_blocks, c_blocks[..., None])[..., 0])
     return gain / (residual @ residual)
 
 
