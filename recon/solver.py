@@ -636,9 +636,8 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     if g == 0:
         recorder.record_errors(X, state.steps)
     if loss <= solver.tol:
-        which = np.arange(batch.G) == g
-        state = stop_problems(state, which, clock=programs.clock,
-                              unpinned=which & (confidence.min() < polish.pinned))
+        state = stop_problems(state, this, clock=programs.clock,
+                              unpinned=this & (confidence.min() < polish.pinned))
     return state
 
 

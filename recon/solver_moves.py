@@ -156,8 +156,9 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
     that lowers the loss is taken and ``lambda`` divided by 3, else ``lambda`` is multiplied
     by 4. It stops after ``polish.steps`` iterations, when ``lambda`` grows past ``1e3`` (no
     step helps), or when three iterations lowered the loss by less than half: the round-off
-    floor, or a minimum. ``products`` counts the Jacobian products (each costs about one
-    gradient of the loss). Every problem of the same shapes shares the compilation."""
+    floor, or a minimum. ``products`` counts ``cg_steps + 2`` Jacobian products per
+    iteration (each costs about one gradient of the loss; CG may stop earlier, so this is an
+    upper bound). Every problem of the same shapes shares the compilation."""
     shape = (problem.n,) + problem.input_shape
 
     def candidates(u):

@@ -25,7 +25,6 @@ from urllib.parse import unquote, urldefrag, urlsplit
 import nbformat
 import pytest
 
-from conftest import ROOT
 from recon.book import notebooks, status
 
 CHROMIUM = Path(os.environ.get("RECON_CHROMIUM", "/usr/bin/chromium"))

@@ -5,7 +5,6 @@ and on bad results)."""
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from recon import theory
 from recon.book import notebooks
 from recon.chapters import theorems

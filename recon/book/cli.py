@@ -31,11 +31,13 @@ COMPILE_CACHE = notebooks.ROOT / "_build" / "jax-cache"  # shared by every site 
 
 def parameter_overrides(names: list[str], pairs: list[list[str]],
                         yaml_text: str | None) -> dict:
-    """The parameters given on the command line (``-p NAME VALUE``, each value read as YAML:
-    numbers, ``true``/``True``, lists; anything else stays a string; and ``-y`` YAML text),
-    checked against the ``parameters`` cell of every notebook in ``names`` (read by
-    papermill). Raises ``ValueError`` naming an unknown parameter and the accepted ones."""
+    """The parameters given on the command line, read as papermill reads them: ``-y`` YAML
+    text, then each ``-p NAME VALUE`` (numbers, ``True``/``False``/``None``, else a string:
+    papermill's own rule), checked against the ``parameters`` cell of every notebook in
+    ``names`` (read by papermill). Raises ``ValueError`` naming an unknown parameter and the
+    accepted ones."""
     import papermill as pm
+    from papermill.cli import _resolve_type  # papermill's reading of a -p value
 
     overrides = {}
     if yaml_text:
@@ -44,18 +46,7 @@ def parameter_overrides(names: list[str], pairs: list[list[str]],
             raise ValueError(f"-y must be a YAML mapping of parameter names to values, got "
                              f"{yaml_text!r}")
         overrides.update(given)
-    for name, text in pairs or []:
-        try:
-            overrides[name] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            overrides[name] = text
-        if overrides[name] is None and text not in ("null", "None", "~"):
-            overrides[name] = text
-        if isinstance(overrides[name], str):  # YAML reads 1e-3 as text; papermill as a number
-            try:
-                overrides[name] = float(text)
-            except ValueError:
-                pass
+    overrides.update({name: _resolve_type(text) for name, text in pairs or []})
     for notebook in names:
         accepted = pm.inspect_notebook(str(notebooks.NOTEBOOKS / f"{notebook}.ipynb"))
         unknown = sorted(set(overrides) - set(accepted))
