@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -152,6 +153,53 @@ def pad_features(problem: ReconstructionProblem, P: int) -> ReconstructionProble
     state = {"V": jnp.pad(V, ((0, extra), (0, 0))),
              "mask": jnp.pad(mask, (0, extra)).astype(V.dtype)}
     return replace(problem, state=state, theta=jnp.pad(problem.theta, (0, extra)))
+
+
+class UnderdeterminedWarning(UserWarning):
+    """A problem solved although ``theta`` lies in the span of any ``n`` candidates
+    (``n * k >= P``, :func:`check_determined`): its zero loss says nothing about the inputs."""
+
+
+def real_feature_count(problem: ReconstructionProblem) -> int:
+    """The features of ``problem`` that carry an equation: ``P``, less the ones that
+    :func:`pad_features` added (masked to zero)."""
+    if isinstance(problem.state, dict) and "mask" in problem.state:
+        return int(jnp.count_nonzero(problem.state["mask"]))
+    return problem.P
+
+
+def feature_rows(problem: ReconstructionProblem) -> int:
+    """``n * k``: the feature rows of ``n`` candidates (``k`` rows per input, the model's
+    outputs), read from the shapes of the feature map (``jax.eval_shape``, nothing run)."""
+    one = jax.ShapeDtypeStruct((1,) + tuple(problem.input_shape), problem.theta.dtype)
+    rows = jax.eval_shape(problem.features, problem.state, one).shape[0]
+    return problem.n * int(rows)
+
+
+def check_determined(problem: ReconstructionProblem, allow_underdetermined: bool = False
+                     ) -> bool:
+    """Refuse a problem where ``theta`` lies in the span of ANY candidates: with ``n * k``
+    feature rows and only ``P' <= n * k`` real features (:func:`real_feature_count`), ``n * k``
+    generic feature vectors span ``R^P'``, so every candidate set has zero loss and a
+    "converged" result says nothing about the inputs (for RF: ``p <= n``).
+
+    ``allow_underdetermined=True`` (a deliberate experiment, e.g. the law chapter's smallest
+    ratios) lets it through with an :class:`UnderdeterminedWarning`. Returns whether the
+    problem is underdetermined."""
+    checks.boolean("allow_underdetermined", allow_underdetermined)
+    real, rows = real_feature_count(problem), feature_rows(problem)
+    if real > rows:
+        return False
+    why = (f"{problem.name}: theta has {real} real features and n*k = {rows} candidate feature "
+           f"rows (n={problem.n}); any {rows} generic feature vectors span R^{real}, so every "
+           f"candidate set reaches zero loss and the result says nothing about the inputs "
+           f"(reconstruction needs more features than rows, P > n*k)")
+    if not allow_underdetermined:
+        raise ValueError(f"{why}; pass allow_underdetermined=True to solve it anyway as a "
+                         f"deliberate experiment")
+    warnings.warn(f"{why}; solving it anyway (allow_underdetermined=True)",
+                  UnderdeterminedWarning, stacklevel=3)
+    return True
 
 
 class ProblemBatch(NamedTuple):

@@ -29,7 +29,8 @@ import optax
 from recon import checks, precision, sphere
 from recon.blocks import run_blocks
 from recon.loss import projection_share
-from recon.problems import ProblemBatch, ReconstructionProblem, stack_problems
+from recon.problems import (ProblemBatch, ReconstructionProblem, check_determined,
+                            stack_problems)
 from recon.solver_moves import (clone_targets, initial_candidates, leave_one_out_confidence,
                                 over_problems, polish_applies, polish_program, reseed_program)
 from recon.solver_parts import Cloning, Polish, Reseed, Smoothing
@@ -760,15 +761,19 @@ def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, prog
 
 @precision.float64
 def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Array | None = None,
-          progress: bool = True, error_fn=None) -> Reconstruction:
+          progress: bool = True, error_fn=None, allow_underdetermined: bool = False
+          ) -> Reconstruction:
     """Minimise the projection loss of ``problem`` from random starts drawn with ``key``.
 
     ``truth`` (the real inputs) is used only to record the error history, through
     ``error_fn(X_hat, truth)`` (default: sign-aware matched per-sample errors); never by the
-    updates. Raises ``FloatingPointError`` if the loss becomes NaN or infinite.
+    updates. Raises ``FloatingPointError`` if the loss becomes NaN or infinite, and
+    ``ValueError`` if ``theta`` lies in the span of any candidates (``n * k >= P``, see
+    :func:`recon.problems.check_determined`) unless ``allow_underdetermined`` (then it warns).
     """
     truth = _checked_truth(problem, solver, truth)
     checks.finite_array("the problem's theta", problem.theta)
+    check_determined(problem, allow_underdetermined)
     result = _solve_stacked(stack_problems([problem]), solver, jnp.stack([key]), truth,
                             progress, error_fn)[0]
     if result.stop_reason == "non-finite loss":
@@ -780,14 +785,18 @@ def solve(problem: ReconstructionProblem, solver: Solver, key: Array, truth: Arr
 
 @precision.float64
 def solve_batch(problems: list[ReconstructionProblem], solver: Solver, keys,
-                progress: bool = True) -> list[Reconstruction]:
+                progress: bool = True, allow_underdetermined: bool = False
+                ) -> list[Reconstruction]:
     """:func:`solve` for several problems that share their feature map and shapes (RF
     problems padded to one ``P`` with :func:`recon.problems.pad_features`), in one compiled
     program: problems side by side (``vmap``), each with its own starts from its own key
     (``keys[g]``), each stopping when it is solved. Problem ``g``'s result does not depend on
     the other problems. A problem whose loss becomes NaN or infinite stops with
-    ``stop_reason == "non-finite loss"`` (nothing is raised: the others go on)."""
+    ``stop_reason == "non-finite loss"`` (nothing is raised: the others go on). Every problem
+    must be determined, as in :func:`solve` (``allow_underdetermined``)."""
     batch = stack_problems(problems)
+    for problem in problems:
+        check_determined(problem, allow_underdetermined)
     _checked_truth(batch.problem, solver, None)
     checks.finite_array("the problems' theta", batch.theta)
     keys = jnp.stack(list(keys))

@@ -189,3 +189,25 @@ def test_law_claims_are_checked_on_the_table():
     assert not checked["all_from_twice_dn"].holds  # n=2, d=10 recovers half at 2 dn
     assert checked["reference_behind"].holds and checked["misses_are_mostly_silent"].holds
     assert checked["span_residual_tracks_recovery"].holds
+
+
+def test_cells_with_p_at_most_n_are_solved_on_purpose_and_marked():
+    import warnings
+
+    cells = [dict(n=2, d=3, ratio=0.25, seed=0, max_steps=300, pad_to=3),  # p = 2 <= n
+             dict(n=2, d=3, ratio=0.5, seed=0, max_steps=300, pad_to=3)]  # p = 3 > n
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # recorded per cell, not warned about
+        trivial, other = law.rf_cells(cells)
+    assert trivial["p"] == 2 and trivial["trivially_satisfiable"]
+    assert other["p"] == 3 and not other["trivially_satisfiable"]
+    table = pd.DataFrame([c | r for c, r in zip(cells, (trivial, other))])
+    fig = law.plot_law(table)
+    assert any("any candidates fit" in t.get_text() for t in fig.axes[0].get_legend().texts)
+
+
+def test_store_and_scheduler_are_checked_with_the_grid():
+    with pytest.raises(TypeError, match="store must be a string"):
+        LawSweep.from_parameters({"sizes": [[2, 5]], "ratios": [1.0], "seeds": [0], "store": 5})
+    with pytest.raises(TypeError, match="scheduler must be a string"):
+        LawSweep(sizes=[[2, 5]], ratios=[1.0], seeds=[0], scheduler=["tcp://x"])

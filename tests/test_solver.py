@@ -420,3 +420,42 @@ def test_a_batch_solves_each_problem_on_its_own():
     assert other[0].iterations == results[0].iterations
     with pytest.raises(ValueError, match="one key per problem"):
         solvers.solve_batch(padded, solver, keys[:2], progress=False)
+
+
+def test_theta_in_the_span_of_any_candidates_is_refused_unless_asked_for():
+    """``p <= n``: any n candidates have zero loss, so "converged" would mean nothing."""
+    _, _, _, problem, key = make_rf(n=4, d=5, p=4)
+    quick = solvers.preset("default", max_steps=100)
+    message = r"4 real features and n\*k = 4 candidate feature rows.*allow_underdetermined=True"
+    with pytest.raises(ValueError, match=message):
+        solvers.solve(problem, quick, key, progress=False)
+    with pytest.raises(ValueError, match=message):
+        solvers.solve_batch([problem], quick, [key], progress=False)
+    # padding adds features but no equations: the real (unmasked) features are counted
+    padded = problems.pad_features(problem, 40)
+    assert padded.P == 40 and problems.real_feature_count(padded) == 4
+    with pytest.raises(ValueError, match=message):
+        solvers.solve_batch([padded], quick, [key], progress=False)
+    with pytest.warns(problems.UnderdeterminedWarning, match="solving it anyway"):
+        result = solvers.solve(problem, quick, key, progress=False, allow_underdetermined=True)
+    assert result.loss < 1e-6  # any candidates fit
+    with pytest.raises(TypeError, match="allow_underdetermined must be true or false"):
+        solvers.solve(problem, quick, key, progress=False, allow_underdetermined="yes")
+    _, _, _, determined, _ = make_rf(n=4, d=5, p=5)
+    assert not problems.check_determined(determined)
+
+
+def test_the_rows_per_input_of_a_network_count_towards_the_span():
+    from flax import nnx
+
+    from recon.networks import TwoLayer
+
+    model = TwoLayer(3, 4, k=2, rngs=nnx.Rngs(0))  # P = width * k = 8
+    for n, determined in ((3, True), (4, False)):  # n * k = 6 < 8, then 8 rows: any span
+        problem = problems.readout_problem(model, "W2", jnp.zeros((2, 4)), n)
+        assert problems.feature_rows(problem) == 2 * n
+        if determined:
+            assert not problems.check_determined(problem)
+        else:
+            with pytest.raises(ValueError, match="8 real features and n\\*k = 8"):
+                problems.check_determined(problem)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -45,9 +46,12 @@ def rf_cell(n: int, d: int, ratio: float, seed: int, activation: str = "relu",
     the final loss, the iterations, whether it was solved (the loss tolerance reached with
     every candidate pinned) and why it stopped (``stop_reason``), the solver's seconds, the
     batch size (1), ``active_features`` (features nonzero at some training input: a ReLU
-    feature that is off at all of them gives ``theta_j = 0`` and no equation) and ``zero_loss_elsewhere`` (the tolerance was reached at a different
-    dataset: ``theta`` does not single out the data, whatever the solver). Runs in float64
-    (also on a Dask worker).
+    feature that is off at all of them gives ``theta_j = 0`` and no equation),
+    ``zero_loss_elsewhere`` (the tolerance was reached at a different dataset: ``theta`` does
+    not single out the data, whatever the solver) and ``trivially_satisfiable`` (``p <= n``:
+    ``theta`` lies in the span of ANY ``n`` candidates, so zero loss says nothing; such cells
+    are solved on purpose, :func:`recon.problems.check_determined`, and marked in the
+    figures). Runs in float64 (also on a Dask worker).
     """
     (record,) = rf_cells([dict(n=n, d=d, ratio=ratio, seed=seed, activation=activation,
                                solver=solver, max_steps=max_steps, threshold=threshold,
@@ -99,6 +103,8 @@ def _cell_metrics(dataset, problem, fit, result, threshold: float, batch_size: i
         "active_features": active,
         "zero_loss_elsewhere": bool(result.stop_reason in ("tol", "unpinned")
                                     and recovered < 1),
+        "trivially_satisfiable": bool(problems.real_feature_count(problem)
+                                      <= problems.feature_rows(problem)),
     }
 
 
@@ -112,7 +118,9 @@ def rf_cells(cells: list[dict]) -> list:
     its own. A cell's numbers depend on its own parameters (``pad_to`` among them), not on
     its companions (up to rounding, for batches of other sizes). Returns each cell's record
     (``solve_seconds``: the batch's wall time until that cell stopped; ``batch_size``: how
-    many cells shared it), or the exception that cell raised."""
+    many cells shared it), or the exception that cell raised. Cells with ``p <= n`` are
+    solved on purpose (``allow_underdetermined``): each record says so
+    (``trivially_satisfiable``) in place of the solver's warning."""
     prepared, batches = [], {}
     for i, cell in enumerate(cells):
         cell = _CELL_DEFAULTS | cell
@@ -131,8 +139,10 @@ def rf_cells(cells: list[dict]) -> list:
         padded = [problems.pad_features(prepared[i][2], size) if pad else prepared[i][2]
                   for i in members]
         keys = [prepared[i][1].key for i in members]
-        results = solve_batch(padded, preset(solver_name, max_steps=max_steps), keys,
-                              progress=False)
+        with warnings.catch_warnings():  # recorded per cell as trivially_satisfiable
+            warnings.simplefilter("ignore", problems.UnderdeterminedWarning)
+            results = solve_batch(padded, preset(solver_name, max_steps=max_steps), keys,
+                                  progress=False, allow_underdetermined=True)
         for i, result in zip(members, results):
             cell, setup, problem = prepared[i]
             if result.stop_reason == "non-finite loss":
@@ -273,10 +283,16 @@ def _band(ax, table, x, y, label, style=None):
 def plot_law(table, reference=None, y: str = "mean_error", ylabel: str = "mean matched error",
              log_y: bool = True):
     """``y`` against ``p/(d n)``, one curve per ``(n, d)`` (mean, band = min..max over seeds),
-    the ``reference`` preset's rows dashed, and the threshold ``p = d n`` marked."""
+    the ``reference`` preset's rows dashed, the threshold ``p = d n`` marked, and the cells
+    with ``p <= n`` (``trivially_satisfiable``: any candidates have zero loss) ringed."""
     fig, ax = plt.subplots()
     for (n, d), group in table.groupby(["n", "d"]):
         _band(ax, group, "ratio", y, f"n={n}, d={d}")
+    if "trivially_satisfiable" in table:
+        trivial = table[table.trivially_satisfiable.astype(bool)]
+        if len(trivial):
+            ax.scatter(trivial.ratio, trivial[y], s=80, facecolors="none", edgecolors="0.3",
+                       label=r"$p \leq n$: any candidates fit", zorder=3)
     if reference is not None and len(reference):
         for (n, d), group in reference.groupby(["n", "d"]):
             _band(ax, group, "ratio", y, f"n={n}, d={d} (reference)",
@@ -344,7 +360,8 @@ def plot_thresholds(dn, p_star, slope, intercept, reference=None, intervals=None
 class LawSweep(ChapterSettings):
     """The law chapter's grid: RF reconstruction for every ``(n, d)`` in ``sizes``, every
     ``p = ratio * d * n`` and every seed; the ``reference`` preset on ``reference_size``
-    (``None``, or ``[]`` in the parameters cell, skips it)."""
+    (``None``, or ``[]`` in the parameters cell, skips it); ``store`` and ``scheduler`` go
+    to :func:`run_grid` (``""``: its defaults)."""
 
     unset: ClassVar[dict] = {"reference_size": []}
 
@@ -356,6 +373,8 @@ class LawSweep(ChapterSettings):
     reference_size: list | None = None
     reference_steps: int = 3000
     threshold: float = 1e-2
+    store: str = ""
+    scheduler: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "sizes", checks.size_pairs("sizes", self.sizes))
@@ -367,6 +386,10 @@ class LawSweep(ChapterSettings):
         checks.positive_int("max_steps", self.max_steps)
         checks.positive_int("reference_steps", self.reference_steps)
         checks.positive_float("threshold", self.threshold)
+        for name in ("store", "scheduler"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string ('' for the default), got "
+                                f"{getattr(self, name)!r}")
         if self.reference_size is not None:
             object.__setattr__(self, "reference_size", checks.size_pairs(
                 "reference_size", [self.reference_size])[0])
@@ -392,9 +415,12 @@ class LawSweep(ChapterSettings):
 def run_grid(settings: LawSweep, store: str = "", scheduler: str = "") -> pd.DataFrame:
     """Run the chapter's grid as a batched sweep (:func:`recon.book.sweep.run_sweep` of
     :func:`rf_cells`, batched by :data:`BATCH_BY`, keyed by the
-    code version) in ``store/law`` (``store`` empty: ``$RECON_CACHE``, else ``sweep-cache``),
+    code version) in ``store/law`` (``store`` empty: ``settings.store``, then
+    ``$RECON_CACHE``, else ``sweep-cache``; ``scheduler`` empty: ``settings.scheduler``),
     locally or on the Dask ``scheduler``; print the summary and return the table of the
     grid's records, one row per cell. Raises ``RuntimeError`` if a cell failed."""
+    store = store or settings.store
+    scheduler = scheduler or settings.scheduler
     path = os.path.join(store or os.environ.get("RECON_CACHE", "sweep-cache"), "law")
     grid = sweep.Grid(name="law", params=settings.cells())
     version = sweep.code_version()
