@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import os
 from collections.abc import Iterable
 
 
@@ -100,3 +101,55 @@ def increasing_ratios(name: str, value) -> list[float]:
     if any(b <= a for a, b in itertools.pairwise(ratios)):
         raise ValueError(f"{name} must be increasing, got {ratios}")
     return ratios
+
+
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def available_memory() -> tuple[int, str]:
+    """The bytes an array may take on JAX's default device, and where the number comes from:
+    an accelerator's own limit (``memory_stats()["bytes_limit"]``) where JAX runs on one,
+    else the machine's physical memory (psutil if installed, else ``os.sysconf``), lowered to
+    the cgroup's memory limit where one is set (a container, a batch job)."""
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if stats.get("bytes_limit"):
+            return int(stats["bytes_limit"]), f"memory of {device.device_kind}"
+    try:
+        import psutil
+        total = int(psutil.virtual_memory().total)
+    except ImportError:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    source = "physical memory"
+    for path in _CGROUP_LIMITS:
+        try:
+            with open(path, encoding="ascii") as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < total:
+            total, source = int(text), "the cgroup's memory limit"
+    return total, source
+
+
+def format_bytes(nbytes: float) -> str:
+    """``nbytes`` in decimal units (``"40.0 GB"``)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(nbytes) < 1000 or unit == "PB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1000
+    raise AssertionError("unreachable")
+
+
+def fits_in_memory(what: str, nbytes: float, advice: str = "") -> float:
+    """Raise ``MemoryError`` before any allocation if ``what`` needs more than
+    :func:`available_memory`; the message gives both sizes (and ``advice``). Returns
+    ``nbytes``. Call it with the arrays' real sizes (entries times bytes per entry)."""
+    limit, source = available_memory()
+    if nbytes > limit:
+        raise MemoryError(f"{what} needs {format_bytes(nbytes)}, more than this machine has "
+                          f"({format_bytes(limit)}, {source})" + (f": {advice}" if advice else ""))
+    return nbytes

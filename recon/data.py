@@ -23,6 +23,8 @@ class Dataset(NamedTuple):
 def sphere_points(key: Array, n: int, d: int, dtype=jnp.float32) -> Array:
     """``n`` points drawn uniformly on the sphere of radius ``sqrt(d)`` in ``R^d``."""
     n, d = checks.positive_int("n", n), checks.positive_int("d", d)
+    checks.fits_in_memory(f"{n} points in R^{d} (n x d)", n * d * jnp.dtype(dtype).itemsize,
+                          "lower n or d")
     return project_to_sphere(jax.random.normal(key, (n, d), dtype), jnp.sqrt(d))
 
 

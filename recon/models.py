@@ -122,6 +122,15 @@ class RandomFeatures(nnx.Module):
         self.activation = checks.choice("activation", activation, ACTIVATIONS)
         self.dtype = dtype
         self.chunk = None if chunk is None else checks.positive_int("chunk", chunk)
+        size = jnp.dtype(dtype).itemsize
+        if self.chunk is None:
+            checks.fits_in_memory(f"RandomFeatures(d={d}, p={p}) (V: p x d, theta: p)",
+                                  size * p * (d + 1), "lower p or d, or pass chunk= to draw V "
+                                  "in blocks instead of storing it")
+        else:
+            checks.fits_in_memory(f"RandomFeatures(d={d}, p={p}, chunk={chunk}) (theta: p, "
+                                  f"V blocks: chunk x d)", size * (p + chunk * d),
+                                  "lower p or chunk")
         key = rngs.params()
         if self.chunk is None:
             self.V = FixedWeights(jax.random.normal(key, (p, d), dtype) / jnp.sqrt(d))

@@ -61,6 +61,9 @@ class TwoLayer(nnx.Module):
         self.width = checks.positive_int("width", width)
         self.k = checks.positive_int("k", k)
         self.activation = checks.choice("activation", activation, ACTIVATIONS)
+        checks.fits_in_memory(f"TwoLayer(d={d}, width={width}, k={k}) (W1: width x d, W2: k x "
+                              f"width)", width * (d + k) * jnp.dtype(dtype).itemsize,
+                              "lower width or d")
         self.W1 = nnx.Param(_normal(rngs.params(), (width, d), d, dtype))
         self.W2 = nnx.Param(_normal(rngs.params(), (k, width), width, dtype))
 

@@ -120,6 +120,8 @@ def random_features_problem(model: RandomFeatures, n: int,
     theta = checks.finite_array("the model's theta", model.theta[...])
     if not bool(jnp.any(theta != 0)):
         raise ValueError("the model's theta is zero: train the model before reconstructing")
+    checks.fits_in_memory(f"the feature rows of {n} candidates (n x p, p={model.p}, float64)",
+                          n * model.p * 8, "lower n or p")
     streamed = (model.p, model.chunk, model.dtype) if model.streamed else None
     return ReconstructionProblem(
         features=_rf_features(model.activation, relu_surrogate_slope, streamed),
@@ -350,6 +352,8 @@ def readout_problem(model, readout_name: str, initial_readout, n: int,
         raise ValueError(f"the model cannot be applied to inputs of shape (n, "
                          f"{', '.join(map(str, input_shape))}): {err}") from err
     k = math.prod(probe.shape)
+    checks.fits_in_memory(f"the feature rows of {n} inputs ({n * k} x P, P={theta.shape[0]})",
+                          n * k * theta.shape[0] * 8, "lower n or the readout's size")
     return ReconstructionProblem(
         features=_readout_features(graphdef),
         state=(readout_state, rest),
@@ -371,6 +375,17 @@ class SyntheticSetup(NamedTuple):
     key: Array
 
 
+def check_synthetic_rf_fits(n: int, d: int, p: int, dtype=jnp.float32) -> float:
+    """Raise ``MemoryError`` (before anything is drawn) if the synthetic set-up of
+    :func:`setup_synthetic_rf` cannot fit: the data (``n x d``), ``V`` (``p x d``) and the
+    features of the fit and of the solver (``n x p``, float64). Returns the bytes needed."""
+    n, d, p = (checks.positive_int(name, v) for name, v in (("n", n), ("d", d), ("p", p)))
+    size = jnp.dtype(dtype).itemsize
+    return checks.fits_in_memory(
+        f"the random-features set-up with n={n}, d={d}, p={p} (data n x d, V p x d, features "
+        f"n x p in float64)", size * (n * d + p * d + p) + 8 * 2 * n * p, "lower n, d or p")
+
+
 def setup_synthetic_rf(n: int, d: int, p: int, seed: int = 0, activation: str = "relu",
                        label_noise: float = 0.5, dtype=jnp.float32) -> SyntheticSetup:
     """The authors' synthetic set-up: ``n`` points on the sphere of radius ``sqrt(d)`` with
@@ -381,6 +396,7 @@ def setup_synthetic_rf(n: int, d: int, p: int, seed: int = 0, activation: str = 
     depend on ``p`` beyond ``V``'s first ``p`` rows. Unpacks as
     ``dataset, model, fit, key = setup_synthetic_rf(...)``.
     """
+    check_synthetic_rf_fits(n, d, p, dtype)
     key_data, key_model, key_solver = jax.random.split(jax.random.key(seed), 3)
     dataset = synthetic_regression(key_data, n, d, noise=label_noise, dtype=dtype)
     model = RandomFeatures(d, p, activation, rngs=nnx.Rngs(params=key_model), dtype=dtype)

@@ -64,6 +64,7 @@ class SyntheticRF(ChapterSettings):
             checks.positive_float("tol", self.tol, allow_zero=True)
         checks.nonnegative_int("compare_steps", self.compare_steps)
         checks.positive_float("threshold", self.threshold)
+        problems.check_synthetic_rf_fits(self.n, self.d, self.p)
 
     @property
     def dn(self) -> int:
