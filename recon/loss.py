@@ -31,7 +31,11 @@ def ridged_gram(F: Array, ridge: float) -> Array:
 
 def projection_residual(F: Array, theta: Array, ridge: float = 1e-10) -> Array:
     """``theta - F^T A^{-1} F theta`` (:func:`ridged_gram`), the part of ``theta`` outside the
-    span of the rows of ``F``."""
+    span of the rows of ``F`` (``rows x P``; ``theta`` has ``P`` entries)."""
+    if F.ndim != 2 or theta.ndim != 1 or F.shape[1] != theta.shape[0]:
+        raise ValueError(f"the feature rows F must be (rows, P) and theta (P,) with the same P, "
+                         f"got F of shape {tuple(F.shape)} and theta of shape "
+                         f"{tuple(theta.shape)}")
     F = F.astype(jnp.float64)
     theta = theta.astype(jnp.float64)
     coef = jax.scipy.linalg.solve(ridged_gram(F, ridge), F @ theta, assume_a="pos")

@@ -459,3 +459,47 @@ def test_the_rows_per_input_of_a_network_count_towards_the_span():
         else:
             with pytest.raises(ValueError, match="8 real features and n\\*k = 8"):
                 problems.check_determined(problem)
+
+
+def test_sizes_that_cannot_fit_are_refused_before_anything_is_allocated(monkeypatch):
+    from flax import nnx
+
+    from recon import checks, data
+    from recon.chapters.synthetic import SyntheticRF
+    from recon.networks import TwoLayer
+
+    limit, source = checks.available_memory()
+    assert limit > 2**20 and source
+    key = jax.random.key(0)
+    too_big = r"needs 4\d\.\d TB, more than this machine has \(\d"
+    with pytest.raises(MemoryError, match=r"RandomFeatures\(d=100, p=100000000000\).*" + too_big):
+        models.RandomFeatures(100, 10**11, rngs=nnx.Rngs(0))
+    with pytest.raises(MemoryError, match=r"1000000 points in R\^10000000 .*" + too_big):
+        data.sphere_points(key, 10**6, 10**7)
+    with pytest.raises(MemoryError, match=r"W1: width x d.*" + too_big):
+        TwoLayer(10**6, 10**7, rngs=nnx.Rngs(0))
+    with pytest.raises(MemoryError, match="lower n, d or p"):
+        problems.setup_synthetic_rf(10**6, 10**4, 10**9)
+    # the sizes of the issue, against a 16 GB machine: the real sizes are reported
+    monkeypatch.setattr(checks, "available_memory", lambda: (16 * 10**9, "physical memory"))
+    with pytest.raises(MemoryError, match=r"needs 440\.0 GB, more than this machine has "
+                                          r"\(16\.0 GB, physical memory\): lower p or d"):
+        models.RandomFeatures(10, 10**10, rngs=nnx.Rngs(0))
+    with pytest.raises(MemoryError, match=r"n=20, d=100, p=1000000000 .* needs 724\.0 GB"):
+        SyntheticRF(n=20, d=100, p=10**9)
+    with pytest.raises(MemoryError, match=r"n=1000000, d=10000, p=20000 .* needs"):
+        SyntheticRF(n=10**6, d=10**4, p=20_000)
+    SyntheticRF(n=20, d=100, p=20_000)  # the paper's size fits
+
+
+def test_projection_loss_names_the_shapes_that_do_not_match():
+    from recon.loss import projection_share
+
+    ds, _, _, problem, _ = make_rf(n=3, d=5, p=40)
+    with pytest.raises(ValueError, match=r"X must have shape \(3, 5\).*got \(3, 4\)"):
+        projection_loss(problem, ds.X[:, :4])
+    short = dataclasses.replace(problem, theta=problem.theta[:30])
+    with pytest.raises(ValueError, match=r"F of shape \(3, 40\) and theta of shape \(30,\)"):
+        projection_loss(short, ds.X)
+    with pytest.raises(ValueError, match=r"F of shape \(40,\) and theta of shape \(40,\)"):
+        projection_share(jnp.ones(40), jnp.ones(40))
