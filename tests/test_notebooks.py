@@ -74,6 +74,56 @@ def test_settings_from_the_parameters_cell_map_zero_to_the_presets_value():
         SyntheticRF(n=2, d=3, p=10, compare_steps=-1)
 
 
+def _parameters_cell(name: str) -> dict:
+    """``{parameter: (annotation, default)}`` of a notebook's parameters cell."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    return {node.target.id: (ast.unparse(node.annotation), ast.literal_eval(node.value))
+            for node in ast.parse(cell.source).body}
+
+
+def _settings_class(name: str):
+    from recon.chapters import images_rf, law, resnet, synthetic, theorems, two_layer
+
+    return {"synthetic_random_features": synthetic.SyntheticRF, "law": law.LawSweep,
+            "theorems": theorems.TheoremChecks, "images_rf": images_rf.ImagesRF,
+            "two_layer": two_layer.TwoLayerImages, "resnet": resnet.ResNetImages}[name]
+
+
+#: wrong values by the parameter's annotation: a wrong type, a fraction for a count, a
+#: negative number (sample_seed accepts -1, no parameter accepts -7)
+_BAD_VALUES = {"int": ["abc", 2.5, -7], "float": ["abc", -1.0], "str": [5], "list": [5]}
+_BAD_CASES = [(name, parameter, bad)
+              for name in notebooks.load_profiles()
+              for parameter, (kind, _) in _parameters_cell(name).items()
+              for bad in _BAD_VALUES[kind]]
+
+
+@pytest.mark.parametrize("name, parameter, bad", _BAD_CASES,
+                         ids=[f"{n}-{p}={b!r}" for n, p, b in _BAD_CASES])
+def test_every_parameter_is_checked_by_the_settings_naming_it(name, parameter, bad):
+    """Each parameter of each notebook, given a wrong value, is refused by the chapter's
+    settings (the settings cell, before any computation) with the parameter's own name."""
+    cell = {k: v for k, (_, v) in _parameters_cell(name).items()}
+    settings = _settings_class(name)
+    settings.from_parameters(cell)  # the defaults pass
+    with pytest.raises((TypeError, ValueError)) as info:
+        settings.from_parameters(cell | {parameter: bad})
+    assert parameter in str(info.value)
+
+
+def test_every_parameter_of_a_notebook_is_a_field_of_its_settings():
+    import dataclasses
+
+    for name in notebooks.load_profiles():
+        fields = {f.name for f in dataclasses.fields(_settings_class(name))}
+        assert set(_parameters_cell(name)) <= fields, name
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--profile", "fast"], "unknown profile 'fast'"),
     (["run", "no_such_notebook", "--profile", "smoke"], "unknown notebook 'no_such_notebook'"),
