@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -241,16 +243,121 @@ def test_cli_main(tmp_path, capsys):
     assert load_table(store, "cli")["sum"].tolist() == [2, 3, 4, 3, 4, 5]
 
 
-def test_cli_bad_files(tmp_path):
+def cli_error(capsys, grid_file, store) -> str:
+    """The one line ``python -m recon sweep`` prints for a bad grid file or store."""
+    assert sweep.main(["--grid", str(grid_file), "--store", str(store), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("recon sweep: ") and "Traceback" not in err
+    return err
+
+
+def test_cli_bad_files(tmp_path, capsys):
     bad = tmp_path / "bad.yml"
     bad.write_text(GRID_YAML.replace("recon.book.sweep:demo_cell", "recon.book.sweep:nope"))
-    with pytest.raises(ValueError, match="no 'nope'"):
-        sweep.main(["--grid", str(bad), "--store", str(tmp_path / "s")])
+    assert "no 'nope'" in cli_error(capsys, bad, tmp_path / "s")
     bad.write_text(GRID_YAML + "colour: red\n")
-    with pytest.raises(ValueError, match="colour"):
-        sweep.main(["--grid", str(bad), "--store", str(tmp_path / "s")])
-    with pytest.raises(ValueError, match="does not exist"):
-        sweep.main(["--grid", str(tmp_path / "missing.yml"), "--store", str(tmp_path / "s")])
+    assert "colour" in cli_error(capsys, bad, tmp_path / "s")
+    assert "does not exist" in cli_error(capsys, tmp_path / "missing.yml", tmp_path / "s")
+    bad.write_text("name: g\ncell: recon.book.sweep:demo_cell\nparams: {x: [1, 2}\n")
+    err = cli_error(capsys, bad, tmp_path / "s")
+    assert f"grid file {bad}: line 3, column " in err and "not valid YAML" in err
+    bad.write_text("name: g\ncell: recon.book.sweep:demo_cell\nparams: {x: 1}\n")
+    assert "parameter 'x' must be a list of values" in cli_error(capsys, bad, tmp_path / "s")
+    assert not (tmp_path / "s").exists() or not list((tmp_path / "s").glob("*.json"))
+
+
+def test_an_unwritable_store_is_refused_before_the_first_cell(tmp_path, capsys):
+    grid_file = tmp_path / "grid.yml"
+    grid_file.write_text(GRID_YAML)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match=f"store {blocker / 'store'} cannot be written"):
+        run(blocker / "store", fn=never_called)
+    assert "cannot be written" in cli_error(capsys, grid_file, blocker / "store")
+    if os.geteuid() != 0:  # root writes in a read-only folder anyway
+        locked = tmp_path / "read-only"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(ValueError, match="cannot be written"):
+            run(locked, fn=never_called)
+
+
+def never_called(x, y=0, seed=0):
+    raise AssertionError("a cell ran")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_records_get_the_mode_of_the_umask_not_mkstemps(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        run(tmp_path)
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(f.stat().st_mode) for f in tmp_path.glob("*.json")}
+    assert modes == {mode}
+
+
+def test_a_record_edited_by_hand_or_without_checksum_is_recomputed(tmp_path, clean_table):
+    run(tmp_path)
+    edited, older = (record_path(tmp_path, c) for c in GRID.cells()[:2])
+    record = json.loads(edited.read_text())
+    assert record["sha256"] == sweep._checksum(record)
+    record["metrics"]["sum"] += 1  # another valid record
+    edited.write_text(json.dumps(record))
+    record = json.loads(older.read_text())
+    del record["sha256"]
+    older.write_text(json.dumps(record))
+    with pytest.warns(CorruptRecordWarning) as caught:
+        summary = run(tmp_path)
+    reasons = sorted(str(w.message) for w in caught)
+    assert any(str(edited) in r and "checksum does not match its content" in r for r in reasons)
+    assert any(str(older) in r and "no sha256 checksum" in r for r in reasons)
+    assert (summary.corrupt, summary.computed, summary.reused) == (2, 2, 4)
+    assert stable(load_table(tmp_path, GRID)).equals(clean_table)
+
+
+def test_a_cell_locked_by_another_run_is_left_to_it_and_stale_locks_are_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    first, second, third = GRID.cells()[:3]
+    live = {"pid": os.getppid(), "host": socket.gethostname(), "since": "now"}
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    gone = {"pid": int(dead.stdout), "host": socket.gethostname(), "since": "then"}
+    far = {"pid": 1, "host": "another-host.invalid", "since": "now"}
+    for cell, holder in ((first, live), (second, gone), (third, far)):
+        lock = tmp_path / f".{cell_key(demo_cell, cell)}.lock"
+        lock.write_text(json.dumps(holder))
+    summary = run(tmp_path)
+    assert (summary.computed, summary.busy, summary.complete) == (4, 2, False)
+    assert "2 busy in another run" in str(summary)
+    assert record_path(tmp_path, second).exists() and not record_path(tmp_path, first).exists()
+    assert sorted(p.name for p in tmp_path.glob(".*.lock")) == sorted(
+        f".{cell_key(demo_cell, c)}.lock" for c in (first, third))  # ours are released
+
+
+def slow_cell(x, y=0, seed=0):
+    """demo_cell, slowly: long enough for two runs to overlap."""
+    import time
+
+    time.sleep(0.4)
+    return demo_cell(x, y, seed)
+
+
+def test_two_runs_on_one_store_share_the_cells(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import test_sweep as t; "
+              "s = t.run(sys.argv[2], fn=t.slow_cell); print(s.computed, s.reused, s.busy)")
+    here = str(Path(__file__).parent)
+    runs = [subprocess.Popen([sys.executable, "-c", script, here, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    counts = [tuple(map(int, r.communicate(timeout=120)[0].split())) for r in runs]
+    assert all(r.returncode == 0 for r in runs)
+    assert sum(c[0] for c in counts) == len(GRID.cells())  # each cell computed once
+    assert len(list(tmp_path.glob("*.json"))) == 6 and not list(tmp_path.glob(".*.lock"))
 
 
 def test_dask_process_workers_by_address(tmp_path, clean_table):

@@ -13,14 +13,31 @@ out of the key when empty). A changed parameter, another cell function or change
 therefore a new file, never a stale hit. Each record holds::
 
     key, grid, fn, params, version, status ("ok" | "failed"), metrics, error, traceback,
-    runtime_s, versions {python, jax, numpy, recon}, host, timestamp (UTC)
+    runtime_s, versions {python, jax, numpy, recon}, host, timestamp (UTC),
+    sha256 (of the canonical JSON of all the other fields)
 
 Records are written by the driver, atomically (temporary file in the store, ``fsync``,
-``os.replace``), so Dask workers never need to see the store. A record that cannot be read,
-lacks keys, or whose ``fn``/``params`` do not match the cell it is filed under is reported
-with a :class:`CorruptRecordWarning` and recomputed.
+``os.replace``), with the mode ``0666`` less the umask (``0644`` under the usual umask, so
+the group can read them), so Dask workers never need to see the store. A record that cannot
+be read, lacks keys, whose ``sha256`` does not match its content (edited by hand), or whose
+``fn``/``params`` do not match the cell it is filed under is reported with a
+:class:`CorruptRecordWarning` and recomputed. Records written before records carried a
+checksum have no ``sha256``: they are treated the same way (warned about and recomputed),
+since nothing tells them from a record whose checksum was removed; a code version keys them
+apart anyway (:func:`code_version`), so only sweeps run without one meet them.
 
-YAML grid files (for ``python -m recon sweep --grid FILE.yml``)::
+Several runs may share one store (two terminals, two machines on a shared folder): before a
+run computes a cell it takes the cell's lock, ``STORE/.<key>.lock``, created with
+``O_CREAT | O_EXCL`` and holding ``{"pid", "host", "since"}``, and removes it once the record
+is written. A cell whose lock another run holds is left to it (counted as ``busy``); a lock
+whose process is gone (same host, pid no longer running: a run killed with SIGKILL) is stale
+and taken over. A lock left by a dead run on ANOTHER host cannot be told from a live one:
+remove it by hand (it names its host and pid). With Dask, the driver takes the locks of all
+the cells it submits at once.
+
+YAML grid files (for ``python -m recon sweep --grid FILE.yml``). A grid file names code to
+run: ``cell`` is imported and called with every cell's parameters, so run only grid files
+you trust, as you would a script::
 
     name: law                      # grid name, stored in every record
     cell: recon.book.sweep:demo_cell    # the cell function, "module:function"
@@ -33,7 +50,9 @@ YAML grid files (for ``python -m recon sweep --grid FILE.yml``)::
     fixed: {y: 5}                  # optional, added to every cell
     retry_failed: true             # optional (default true)
 
-The command line keys its cells with :func:`code_version`.
+The command line keys its cells with :func:`code_version`. It reports a bad grid file (YAML
+syntax, with its line and column; unknown keys; an unknown cell function) or a store it cannot
+write in one line, before any cell is computed.
 """
 
 from __future__ import annotations
@@ -49,6 +68,7 @@ import json
 import os
 import platform
 import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -81,7 +101,7 @@ __all__ = [
 EXECUTORS = ("local", "dask")
 RECORD_KEYS = frozenset(
     {"key", "grid", "fn", "params", "version", "status", "metrics", "error", "traceback",
-     "runtime_s", "versions", "host", "timestamp"}
+     "runtime_s", "versions", "host", "timestamp", "sha256"}
 )
 _KEY_LENGTH = 24  # hex characters of SHA-256 kept in file names (96 bits)
 _VALUE_TYPES = (list, tuple, range)
@@ -97,6 +117,14 @@ class CorruptRecordWarning(UserWarning):
 def _canonical(obj: Any) -> str:
     """Canonical JSON (sorted keys, no spaces, no NaN): equal objects give equal strings."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _checksum(record: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``record`` without its ``sha256`` field (NaN kept as
+    JSON writes it, so a record with a NaN metric checks too)."""
+    body = {k: v for k, v in record.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_value(name: str, value: Any) -> None:
@@ -345,10 +373,20 @@ def _units(cells: list[dict], batch_by: Sequence[str] | None) -> list[list[int]]
     return list(groups.values())
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_json_atomic(path: Path, record: dict) -> None:
-    """Write ``record`` to ``path`` atomically: temp file in the same folder, fsync, replace."""
+    """Write ``record`` to ``path`` atomically: temp file in the same folder, fsync, replace;
+    with the mode a plain ``open`` would give (``0666`` less the umask), not ``mkstemp``'s
+    ``0600``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=1)
             handle.flush()
@@ -369,6 +407,9 @@ def _read_record(path: Path) -> tuple[dict | None, str | None]:
         return None, f"not a JSON object but {type(record).__name__}"
     record.setdefault("version", "")  # records written before the code version was keyed
     missing = RECORD_KEYS - set(record)
+    if missing == {"sha256"}:
+        return None, ("no sha256 checksum (written by an older version of recon, or the "
+                      "checksum was removed)")
     if missing:
         return None, f"missing keys {sorted(missing)}"
     if record["status"] not in ("ok", "failed"):
@@ -381,6 +422,8 @@ def _read_record(path: Path) -> tuple[dict | None, str | None]:
     key = cell_key(record["fn"], record["params"], record["version"])
     if record["key"] != path.stem or key != path.stem:
         return None, "its fn/params/version do not hash to its file name"
+    if record["sha256"] != _checksum(record):
+        return None, "its sha256 checksum does not match its content (edited by hand?)"
     return record, None
 
 
@@ -400,7 +443,8 @@ class Summary:
     ``computed``: cells run now (ok or failed); ``reused``: records taken from the store;
     ``failed``: cells whose record is "failed" after the run (new or kept with
     ``retry_failed=False``); ``corrupt``: unreadable/mismatched records found (recomputed if
-    within ``max_cells``); ``pending``: cells left for a later run by ``max_cells``.
+    within ``max_cells``); ``pending``: cells left for a later run by ``max_cells``;
+    ``busy``: cells another run was computing (their lock was held), left to it.
     """
 
     grid: str
@@ -412,17 +456,20 @@ class Summary:
     corrupt: int = 0
     pending: int = 0
     seconds: float = 0.0
+    busy: int = 0
 
     @property
     def complete(self) -> bool:
         """True when every cell has an "ok" record."""
-        return self.failed == 0 and self.pending == 0
+        return self.failed == 0 and self.pending == 0 and self.busy == 0
 
     def __str__(self) -> str:
         return (
             f"sweep {self.grid!r}: {self.total} cells: {self.computed} computed, "
             f"{self.reused} reused, {self.failed} failed, {self.corrupt} corrupt, "
-            f"{self.pending} pending ({self.seconds:.1f} s; store {self.store})"
+            f"{self.pending} pending"
+            + (f", {self.busy} busy in another run" if self.busy else "")
+            + f" ({self.seconds:.1f} s; store {self.store})"
         )
 
 
@@ -462,12 +509,92 @@ def _check_options(executor: str | None, scheduler: Any, max_cells: int | None,
 
 
 def _prepare_store(store: str | os.PathLike) -> Path:
-    """Create the store folder if needed; raise ValueError if the path is not a folder."""
+    """Create the store folder if needed and check that a file can be written in it; raise
+    ValueError (before any cell is computed) if the path is not a folder or not writable."""
     path = Path(store)
     if path.exists() and not path.is_dir():
         raise ValueError(f"store {path} exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"store {path} cannot be written ({err.strerror or err}); choose a "
+                         f"folder you can write to") from None
     return path
+
+
+_LOCKS_HERE: set[Path] = set()  # lock files held by this process (any thread, any run)
+
+
+class _CellLocks:
+    """The per-cell locks of one run in the store ``path`` (see the module docstring):
+    ``acquire(key)`` creates ``.<key>.lock`` with ``O_CREAT | O_EXCL`` (taking over a stale
+    one), ``release(key)`` removes it, ``release_all()`` removes every lock still held."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.host = socket.gethostname()
+        self.held: set[str] = set()
+
+    def file(self, key: str) -> Path:
+        return self.path / f".{key}.lock"
+
+    def acquire(self, key: str) -> bool:
+        """Take the lock of ``key``; False if another live run holds it."""
+        lock = self.file(key)
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                if not self._stale(lock):
+                    return False
+                lock.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"pid": os.getpid(), "host": self.host,
+                           "since": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                          handle)
+            self.held.add(key)
+            _LOCKS_HERE.add(lock)
+            return True
+        return False
+
+    def _stale(self, lock: Path) -> bool:
+        """Whether ``lock`` was left by a process of this host that no longer runs (or is
+        unreadable and over a minute old: a run killed while writing it)."""
+        try:
+            holder = json.loads(lock.read_text(encoding="utf-8"))
+            pid, host = holder["pid"], holder["host"]
+        except FileNotFoundError:
+            return True  # released meanwhile: try again
+        except (OSError, ValueError, TypeError, KeyError):
+            try:
+                return time.time() - lock.stat().st_mtime > 60
+            except FileNotFoundError:
+                return True
+        if host != self.host or not isinstance(pid, int):
+            return False
+        if pid == os.getpid():  # ours, or left by a killed process whose pid we now have
+            return lock not in _LOCKS_HERE
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+
+    def release(self, key: str) -> None:
+        if key in self.held:
+            self.file(key).unlink(missing_ok=True)
+            self.held.discard(key)
+            _LOCKS_HERE.discard(self.file(key))
+
+    def release_all(self) -> None:
+        for key in list(self.held):
+            self.release(key)
 
 
 def _lookup(path: Path, key: str, fn_name: str, cell: dict, version: str,
@@ -484,6 +611,19 @@ def _lookup(path: Path, key: str, fn_name: str, cell: dict, version: str,
         summary.corrupt += 1
         _warn_corrupt(file, why, "it will be recomputed")
     return record
+
+
+def _finished_meanwhile(path: Path, key: str, fn_name: str, cell: dict, version: str,
+                        retry_failed: bool) -> dict | None:
+    """The record another run wrote for this cell since the store was scanned, if usable."""
+    file = path / f"{key}.json"
+    if not file.exists():
+        return None
+    record, _ = _read_record(file)
+    if (record is None or record["fn"] != fn_name or record["version"] != version
+            or _canonical(record["params"]) != _canonical(cell)):
+        return None
+    return record if record["status"] == "ok" or not retry_failed else None
 
 
 def _to_compute(path: Path, cells: list[dict], fn_name: str, version: str, retry_failed: bool,
@@ -503,17 +643,23 @@ def _to_compute(path: Path, cells: list[dict], fn_name: str, version: str, retry
     return todo, keys
 
 
-def _execute_local(fn, cells, units, batched):
-    """Yield ``(index, outcome)`` running the units one after another in this process."""
+def _execute_local(fn, cells, units, batched, claim):
+    """Yield ``(index, outcome)`` running the units one after another in this process, each
+    on the cells of it that ``claim`` gives this run (their locks taken just before)."""
     for unit in units:
-        yield from zip(unit, _run_unit(fn, [cells[i] for i in unit], batched))
+        mine = claim(unit)
+        if mine:
+            yield from zip(mine, _run_unit(fn, [cells[i] for i in mine], batched))
 
 
-def _execute_dask(fn, cells, units, batched, scheduler):
+def _execute_dask(fn, cells, units, batched, claim, scheduler):
     """Yield ``(index, outcome)`` as Dask futures complete (``client.map`` + ``as_completed``),
-    one future per unit."""
+    one future per unit, on the cells ``claim`` gives this run (all claimed up front)."""
     from dask.distributed import Client, as_completed
 
+    units = [u for u in map(claim, units) if u]
+    if not units:
+        return
     own = not isinstance(scheduler, Client)
     client = Client(scheduler) if own else scheduler
     futures = client.map(_run_unit, [fn] * len(units), [[cells[i] for i in u] for u in units],
@@ -581,16 +727,43 @@ def run_sweep(
 
     units = _units(todo, batch_by)
     batched = batch_by is not None
-    results = (_execute_local(fn, todo, units, batched) if executor == "local"
-               else _execute_dask(fn, todo, units, batched, scheduler))
-    with tqdm(total=limit, desc=grid.name, unit="cell", disable=not progress) as bar:
-        for i, outcome in results:
-            record = {"key": todo_keys[i], "grid": grid.name, "fn": fn_name, "params": todo[i],
-                      "version": version, **outcome}
-            _write_json_atomic(path / f"{todo_keys[i]}.json", record)
-            summary.computed += 1
-            summary.failed += outcome["status"] == "failed"
+    locks = _CellLocks(path)
+
+    def claim(unit: list[int]) -> list[int]:
+        """The cells of ``unit`` this run computes: locked by it, and still without a
+        record (another run may have written one since the scan)."""
+        mine = []
+        for i in unit:
+            if not locks.acquire(todo_keys[i]):
+                summary.busy += 1
+                bar.update(1)
+                continue
+            record = _finished_meanwhile(path, todo_keys[i], fn_name, todo[i], version,
+                                         retry_failed)
+            if record is None:
+                mine.append(i)
+                continue
+            locks.release(todo_keys[i])
+            summary.reused += 1
+            summary.failed += record["status"] == "failed"
             bar.update(1)
+        return mine
+
+    with tqdm(total=limit, desc=grid.name, unit="cell", disable=not progress) as bar:
+        try:
+            results = (_execute_local(fn, todo, units, batched, claim) if executor == "local"
+                       else _execute_dask(fn, todo, units, batched, claim, scheduler))
+            for i, outcome in results:
+                record = {"key": todo_keys[i], "grid": grid.name, "fn": fn_name,
+                          "params": todo[i], "version": version, **outcome}
+                record["sha256"] = _checksum(record)
+                _write_json_atomic(path / f"{todo_keys[i]}.json", record)
+                locks.release(todo_keys[i])
+                summary.computed += 1
+                summary.failed += outcome["status"] == "failed"
+                bar.update(1)
+        finally:
+            locks.release_all()
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -715,7 +888,17 @@ def read_grid_file(path: str | os.PathLike) -> tuple[Grid, Callable, dict]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"grid file {path} does not exist")
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"grid file {path} is not UTF-8 text ({err.reason} at byte "
+                         f"{err.start})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = " ".join(filter(None, (getattr(err, "context", None),
+                                      getattr(err, "problem", None)))) or str(err)
+        raise ValueError(f"grid file {path}: {where}{what} (not valid YAML)") from None
     if not isinstance(spec, dict):
         raise ValueError(f"grid file {path} must hold a mapping with name, cell and params")
     unknown = set(spec) - _FILE_KEYS
@@ -753,13 +936,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``python -m recon sweep``: print the summary; exit status 1 if any cell failed."""
+    """Run ``python -m recon sweep``: print the summary; exit status 1 if any cell failed, 2
+    (with one line on stderr, no traceback) if the grid file, the options or the store are
+    wrong; all of these are checked before any cell is computed."""
     args = build_parser().parse_args(argv)
-    grid, fn, options = read_grid_file(args.grid)
-    summary = run_sweep(
-        grid, fn, args.store, scheduler=args.scheduler, max_cells=args.max_cells,
-        version=code_version(), progress=not args.no_progress, **options,
-    )
+    try:
+        grid, fn, options = read_grid_file(args.grid)
+        summary = run_sweep(
+            grid, fn, args.store, scheduler=args.scheduler, max_cells=args.max_cells,
+            version=code_version(), progress=not args.no_progress, **options,
+        )
+    except (ValueError, TypeError) as err:
+        print(f"recon sweep: {err}", file=sys.stderr)
+        return 2
     print(summary)
     return 1 if summary.failed else 0
 
