@@ -896,8 +896,8 @@ def read_grid_file(path: str | os.PathLike) -> tuple[Grid, Callable, dict]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = " ".join(filter(None, (getattr(err, "context", None),
-                                      getattr(err, "problem", None)))) or str(err)
+        what = ": ".join(filter(None, (getattr(err, "context", None),
+                                       getattr(err, "problem", None)))) or str(err)
         raise ValueError(f"grid file {path}: {where}{what} (not valid YAML)") from None
     if not isinstance(spec, dict):
         raise ValueError(f"grid file {path} must hold a mapping with name, cell and params")
