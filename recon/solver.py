@@ -794,6 +794,7 @@ def solve_batch(problems: list[ReconstructionProblem], solver: Solver, keys,
     the other problems. A problem whose loss becomes NaN or infinite stops with
     ``stop_reason == "non-finite loss"`` (nothing is raised: the others go on). Every problem
     must be determined, as in :func:`solve` (``allow_underdetermined``)."""
+    problems = list(problems)
     batch = stack_problems(problems)
     for problem in problems:
         check_determined(problem, allow_underdetermined)

@@ -435,7 +435,7 @@ def test_theta_in_the_span_of_any_candidates_is_refused_unless_asked_for():
     padded = problems.pad_features(problem, 40)
     assert padded.P == 40 and problems.real_feature_count(padded) == 4
     with pytest.raises(ValueError, match=message):
-        solvers.solve_batch([padded], quick, [key], progress=False)
+        solvers.solve_batch((q for q in [padded]), quick, [key], progress=False)
     with pytest.warns(problems.UnderdeterminedWarning, match="solving it anyway"):
         result = solvers.solve(problem, quick, key, progress=False, allow_underdetermined=True)
     assert result.loss < 1e-6  # any candidates fit
