@@ -17,6 +17,7 @@ training points:
   point; for a fresh point it is 0 too as long as ``n - 1`` free candidates can span what is
   left of ``theta`` (roughly ``p <= (n - 1) d``), and positive above.
 
+:func:`pinned_losses_many` solves the pinned problems of several trained models in one batch.
 :func:`membership_auc` turns member and non-member scores into the area under the ROC curve
 (scikit-learn's ``roc_auc_score``; lower score means "member"). :func:`best_match_cosines`
 and :func:`principal_angles` measure a reconstruction that is close without being exact, and
@@ -87,7 +88,7 @@ def _outside(features):
 def pinned_problem(problem: ReconstructionProblem, x) -> tuple[ReconstructionProblem, float]:
     """The problem left when the input ``x`` is pinned as one of the ``n`` candidates: ``n - 1``
     free candidates, features and ``theta`` projected away from the span of ``x``'s feature
-    rows (orthonormal rows ``U``). Since ``span(F, U) = span(F (I - U^T U), U)``,
+    rows (orthonormal rows ``U``; none when ``phi(x) = 0``, e.g. every ReLU unit off). Since ``span(F, U) = span(F (I - U^T U), U)``,
 
         L([x, X_free]) = L'(X_free) * ||theta'||^2 / ||theta||^2,   theta' = (I - U^T U) theta,
 
@@ -100,11 +101,11 @@ def pinned_problem(problem: ReconstructionProblem, x) -> tuple[ReconstructionPro
     if x.shape[0] != 1:
         raise ValueError(f"pinned_problem pins one input, got {x.shape[0]}")
     F_x = problem.features(problem.state, x).astype(jnp.float64)
-    if not bool(jnp.any(F_x != 0)):
-        raise ValueError("the pinned input's features are all zero: nothing to pin")
     Q, R = jnp.linalg.qr(F_x.T)
     diagonal = jnp.abs(jnp.diagonal(R))
-    U = Q.T[np.asarray(diagonal > 1e-12 * jnp.max(diagonal))]
+    # rows of U for directions F_x does not have are zero (they project nothing), so U keeps
+    # the shape (k, P) and pinned problems of one problem stack, also when phi(x) = 0
+    U = Q.T * (diagonal > 1e-12 * jnp.maximum(jnp.max(diagonal), 1e-300))[:, None]
     theta = problem.theta.astype(jnp.float64)
     rest = theta - U.T @ (U @ theta)
     factor = float((rest @ rest) / (theta @ theta))
@@ -125,18 +126,39 @@ def pinned_problem(problem: ReconstructionProblem, x) -> tuple[ReconstructionPro
 def pinned_losses(problem: ReconstructionProblem, queries, solver, key,
                   progress: bool = False) -> np.ndarray:
     """For each query ``x``, the smallest projection loss the ``solver`` reaches with ``x``
-    pinned as one candidate and the other ``n - 1`` free (:func:`pinned_problem`), all queries
-    solved side by side (:func:`recon.solver.solve_batch`, one key per query from ``key``).
-    0 (up to ``solver.tol``) for a training point; an upper bound on the minimum otherwise."""
+    pinned as one candidate and the other ``n - 1`` free (:func:`pinned_problem`), all
+    queries solved side by side (:func:`pinned_losses_many`)."""
+    return pinned_losses_many([(problem, queries)], solver, [key], progress)[0]
+
+
+def pinned_losses_many(pairs, solver, keys, progress: bool = False) -> list[np.ndarray]:
+    """:func:`pinned_losses` for several ``(problem, queries)`` pairs (problems stacked as
+    :func:`recon.solver.solve_batch` needs: one feature map and one ``P``, e.g. RF problems
+    padded by :func:`recon.problems.pad_features`), one key each, every pinned problem solved
+    in one batch. A pinned problem solved to the solver's tolerance scores 0, as does a query
+    whose own features already hold ``theta`` (nothing left to solve), so members and others
+    that are both solved tie; otherwise the score is an upper bound on the minimum."""
     from recon.solver import solve_batch
 
-    Q = _queries(problem, queries)
-    pinned = [pinned_problem(problem, x) for x in Q]
-    if any(factor == 0 for _, factor in pinned):  # theta inside x's rows: nothing left
-        raise ValueError("a query's features already span theta; its pinned loss is 0")
-    keys = jax.random.split(key, len(pinned))
-    results = solve_batch([q for q, _ in pinned], solver, keys, progress=progress)
-    return np.array([r.loss * factor for r, (_, factor) in zip(results, pinned)])
+    pairs = [(problem, _queries(problem, Q)) for problem, Q in pairs]
+    keys = list(keys)
+    if len(keys) != len(pairs):
+        raise ValueError(f"keys must hold one key per (problem, queries) pair ({len(pairs)}), "
+                         f"got {len(keys)}")
+    pins, owners, subkeys = [], [], []
+    for g, ((problem, Q), key) in enumerate(zip(pairs, keys)):
+        subkeys.extend(jax.random.split(key, len(Q)))
+        pins.extend(pinned_problem(problem, x) for x in Q)
+        owners.extend([g] * len(Q))
+    scores = np.zeros(len(pins))
+    open_ = [i for i, (_, factor) in enumerate(pins) if factor > 1e-12]
+    if open_:
+        results = solve_batch([pins[i][0] for i in open_], solver,
+                              [subkeys[i] for i in open_], progress=progress)
+        for i, r in zip(open_, results):
+            scores[i] = 0.0 if r.loss <= solver.tol else r.loss * pins[i][1]
+    owners = np.array(owners)
+    return [scores[owners == g] for g in range(len(pairs))]
 
 
 def membership_auc(member_scores, other_scores) -> float:

@@ -37,7 +37,8 @@ def test_pinned_losses_tell_members_from_fresh_points_above_dn():
     ds, _, _, problem, key = make_rf(2, 4, 48)
     fresh = _sphere(jax.random.key(7), 2, 4)
     losses = leakage.pinned_losses(problem, jnp.concatenate([ds.X, fresh]),
-                                   solver.preset("default", max_steps=3000), key)
+                                   solver.preset("default", max_steps=3000, restarts=4, smoothing=None,
+                                                 reseed=None, cloning=None, polish=None), key)
     assert losses.shape == (4,)
     assert losses[:2].max() < 1e-6 < losses[2:].min()
     assert leakage.membership_auc(losses[:2], losses[2:]) == 1.0
@@ -173,3 +174,56 @@ def test_the_analytic_gaussian_mechanism():
     assert defences.gaussian_epsilon(0.0, 1.0, delta) == math.inf
     with pytest.raises(ValueError, match=r"delta must lie in \(0, 1\)"):
         defences.gaussian_epsilon(1.0, 1.0, 0.0)
+
+
+def _made_up_table():
+    """A leakage table with known curves (two seeds that agree)."""
+    import pandas as pd
+
+    from recon.chapters import leakage as chapter
+
+    settings = chapter.Leakage(n=2, d=5, ratios=[0.1, 0.5, 0.9, 2.0], seeds=[0, 1])
+    curves = {"train_error": [0.8, 0.0, 0.0, 0.0], "auc_one_point": [0.6, 0.6, 0.7, 0.5],
+              "auc_pinned": [0.5, 0.5, 1.0, 1.0], "landing": [0.0, 0.2, 1.0, 1.0],
+              "best_cosine": [0.3, 0.5, 0.9, 1.0], "span_cosine": [0.2, 0.4, 0.9, 1.0],
+              "recovered": [0.0, 0.0, 0.0, 1.0], "chance_cosine": [0.3] * 4,
+              "chance_span_cosine": [0.2] * 4, "loss": [0.0] * 4}
+    rows = [{"ratio": r, "p": p, "seed": s} | {k: v[i] for k, v in curves.items()}
+            for i, (r, p) in enumerate(zip(settings.ratios, settings.ps())) for s in (0, 1)]
+    return settings, pd.DataFrame(rows)
+
+
+def test_the_leakage_chapter_reads_its_onsets_and_claims_from_the_table():
+    from recon.chapters import leakage as chapter
+
+    settings, table = _made_up_table()
+    found = chapter.onsets(chapter.curves(table))
+    assert found["auc_pinned"] == pytest.approx(0.5 * (0.9 / 0.5) ** 0.5)
+    assert found["recovered"] == pytest.approx(0.9 * (2.0 / 0.9) ** 0.5)
+    assert found["auc_one_point"] is None  # ends at chance
+    assert found["train_error"] < 0.5
+    head = chapter.headline(settings, table)
+    assert head["leak_onsets"]["auc_one_point"] is None
+    assert head["onset_auc_one_point"] == "beyond the grid"
+    assert head["below_ratio"] == 0.9 and head["below_auc_pinned"] == 1.0
+    verdicts = {c.name: c.holds for c in chapter.claims(settings, table)}
+    assert verdicts == {"labels_before_data": True, "no_exact_recovery_below": True,
+                        "membership_leaks_below": True, "pinned_silent_far_below": True,
+                        "all_leak_above": True}
+    table.loc[table["ratio"] == 0.9, "recovered"] = 0.5
+    verdicts = {c.name: c.holds for c in chapter.claims(settings, table)}
+    assert not verdicts["no_exact_recovery_below"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ratios": [1.5, 2.0]}, "ratios must reach below and above 1"),
+    ({"n": 1}, "n must be an integer >= 2"),
+    ({"seeds": "0"}, "seeds must be a non-empty list"),
+    ({"queries": 0}, "queries must be an integer >= 1"),
+    ({"activation": "gelu"}, "unknown activation 'gelu'"),
+])
+def test_the_leakage_settings_refuse_bad_parameters_by_name(change, message):
+    from recon.chapters import leakage as chapter
+
+    with pytest.raises((TypeError, ValueError), match=message):
+        chapter.Leakage.from_parameters({"n": 3, "d": 4} | change)
