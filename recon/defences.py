@@ -145,6 +145,7 @@ def gaussian_epsilon(sigma: float, sensitivity: float, delta: float) -> float:
     hi = 1.0
     while _gaussian_delta(hi, mu) > delta:
         hi *= 2
-        if hi > 1e6:
+        if hi > 1e300:
             return math.inf
-    return float(brentq(lambda e: _gaussian_delta(e, mu) - delta, 0.0, hi, xtol=1e-10))
+    return float(brentq(lambda e: _gaussian_delta(e, mu) - delta, hi / 2 if hi > 1 else 0.0,
+                        hi, xtol=1e-12, rtol=1e-12))

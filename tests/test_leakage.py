@@ -227,3 +227,63 @@ def test_the_leakage_settings_refuse_bad_parameters_by_name(change, message):
 
     with pytest.raises((TypeError, ValueError), match=message):
         chapter.Leakage.from_parameters({"n": 3, "d": 4} | change)
+
+
+def _made_up_defences():
+    import pandas as pd
+
+    from recon.chapters import defences as chapter
+
+    settings = chapter.Defences(n=2, d=3, ratios=[0.5, 4.0], seeds=[0], noise=[0.0, 0.1, 1.0],
+                                ridge=[0.0, 1.0], early_stopping=[0, 10], bits=[0, 2],
+                                prune=[0.0, 0.5])
+    recovered = {("noise", 0.1): 0.5, ("noise", 1.0): 0.0, ("pruning", 0.5): 0.0}
+    rows = [{"defence": k, "strength": s, "ratio": r, "p": 0, "seed": 0,
+             "train_error": 0.1 * s, "prediction_change": 0.2 * s, "loss": 0.0,
+             "recovered": 0.0 if r < 1 else recovered.get((k, s), 1.0),
+             "mean_error": 1e-4 * (1 + s)}
+            for k in chapter.DEFENCES for s in settings.strengths(k) for r in settings.ratios]
+    return settings, pd.DataFrame(rows)
+
+
+def test_the_defences_chapter_reads_thresholds_and_costs_from_the_table():
+    import pandas as pd
+
+    from recon.chapters import defences as chapter
+
+    settings, table = _made_up_defences()
+    found = chapter.thresholds(settings, table)
+    assert found == {"noise": 1.0, "ridge": None, "early_stopping": None,
+                     "quantisation": None, "pruning": 0.5}
+    cost = chapter.costs(settings, table, found)
+    assert cost["noise"] == {"strength": 1.0, "train_error": 0.1, "prediction_change": 0.2}
+    assert cost["ridge"]["strength"] == 1.0  # the strongest, as none crossed
+    robust = pd.DataFrame({"strength": [0.0, 0.1, 1.0], "mean_error": [0, 1e-3, 1e-2],
+                           "bound": [0, 2e-3, 2e-2]})
+    privacy = pd.DataFrame({"ridge": [1.0], "epsilon at noise 0.1": [50.0],
+                            "epsilon at noise 1": [12.0]})
+    verdicts = {c.name: c.holds for c in chapter.claims(settings, table, robust, privacy)}
+    assert verdicts == {"undefended_recovered": True, "span_defences_fail": True,
+                        "noise_stops_it": True, "error_within_bound": True,
+                        "no_useful_guarantee": True}
+    head = chapter.headline(settings, table, robust, privacy)
+    assert head["threshold_ridge"] == "none in the grid" and head["threshold_noise"] == "1"
+    assert head["smallest_epsilon"] == 12.0
+
+
+def test_defended_models_and_their_settings():
+    from recon.chapters import defences as chapter
+
+    ds, model, _, _, _ = make_rf(3, 5, 60)
+    same = chapter.defended_model(model, ds.X, ds.y, "ridge", 0, jax.random.key(0))
+    assert same is model
+    ridge = chapter.defended_model(model, ds.X, ds.y, "ridge", 1.0, jax.random.key(0))
+    assert _span_share(ridge, ds.X) < 1e-10 and ridge is not model
+    stopped = chapter.defended_model(model, ds.X, ds.y, "early_stopping", 5, jax.random.key(0))
+    assert np.linalg.norm(stopped.theta[...]) < np.linalg.norm(model.theta[...])
+    with pytest.raises(ValueError, match="noise must start with 0"):
+        chapter.Defences(noise=[0.1, 0.2])
+    with pytest.raises(TypeError, match="bits must be an integer"):
+        chapter.Defences(bits=[0, 2.5])
+    with pytest.raises(ValueError, match=r"prune shares must lie in \[0, 1\]"):
+        chapter.Defences(prune=[0.0, 2.0])
