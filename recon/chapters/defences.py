@@ -60,7 +60,7 @@ class Defences(ChapterSettings):
 
     n: int = 4
     d: int = 10
-    ratios: list = field(default_factory=lambda: [0.5, 1.0, 2.0, 5.0])
+    ratios: list = field(default_factory=lambda: [1.0, 2.0, 5.0])
     seeds: list = field(default_factory=lambda: [0, 1])
     noise: list = field(default_factory=lambda: [0.0, 1e-4, 1e-3, 1e-2, 1e-1])
     ridge: list = field(default_factory=lambda: [0.0, 1e-4, 1e-2, 1.0, 100.0])
