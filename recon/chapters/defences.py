@@ -296,7 +296,8 @@ def headline(settings: Defences, table: pd.DataFrame, robust: pd.DataFrame,
     which recovery at the largest ratio falls below half, or ``None``), ``defence_cost``
     (name -> the relative train error and prediction change at that strength, or at the
     strongest where there is none), the ratio they are read at, the undefended recovery
-    there, and the smallest ``epsilon`` of the privacy table."""
+    there, the smallest ``epsilon`` of the privacy table and the mean matched error of the
+    reconstruction at the noise's threshold (``None`` without one)."""
     found = thresholds(settings, table)
     top = table[(table["ratio"] == settings.ratios[-1]) & (table["strength"] == 0)]
     epsilons = privacy.filter(like="epsilon").to_numpy().ravel()
@@ -308,6 +309,8 @@ def headline(settings: Defences, table: pd.DataFrame, robust: pd.DataFrame,
         "defence_cost": costs(settings, table, found),
         "smallest_epsilon": glue.significant(float(np.min(epsilons)), 3),
         "delta": settings.delta,
+        "noise_threshold_error": (None if found["noise"] is None else glue.significant(
+            float(robust.loc[robust["strength"] == found["noise"], "mean_error"].iloc[0]), 3)),
     } | {f"threshold_{k}": "none in the grid" if v is None else f"{v:g}"
          for k, v in found.items()}
 
