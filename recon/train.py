@@ -1,6 +1,8 @@
 """Training the readout. Gradient descent from zero on the squared loss converges to the
 minimum-norm interpolator ``theta = pinv(Phi) y``, which lies in the span of the training
-features (the rows of ``Phi``); we compute it directly."""
+features (the rows of ``Phi``); we compute it directly (:func:`fit_min_norm`), and so the
+ridge readout (:func:`fit_ridge`) and gradient descent stopped early (:func:`fit_early_stopped`),
+which lie in the same span. Whole networks are trained by :func:`train_full_batch`."""
 
 from __future__ import annotations
 
@@ -29,12 +31,9 @@ class FitReport(NamedTuple):
     gram_condition: float
 
 
-def fit_min_norm(model: RandomFeatures, X: Array, y: Array) -> FitReport:
-    """Set ``model.theta`` to the minimum-norm least-squares solution ``pinv(Phi) y``.
-
-    ``Phi = phi(X)`` is ``n x p``. With ``p >= n`` and distinct inputs the labels are
-    interpolated (train MSE ~ 0). Solved in float64 through ``Phi^T (Phi Phi^T)^+ y``.
-    """
+def _training_features(model: RandomFeatures, X: Array, y: Array):
+    """``Phi = phi(X)`` (``n x p``, float64), the labels and the Gram matrix ``K = Phi Phi^T``,
+    checked."""
     X = jnp.asarray(X)
     y = jnp.asarray(y)
     if X.ndim != 2 or X.shape[1] != model.d:
@@ -45,11 +44,64 @@ def fit_min_norm(model: RandomFeatures, X: Array, y: Array) -> FitReport:
     gram = Phi @ Phi.T
     if not np.all(np.isfinite(gram)):
         raise FloatingPointError("the training features contain NaN or inf")
-    coef, *_ = np.linalg.lstsq(gram, np.asarray(y, np.float64), rcond=None)
-    theta = Phi.T @ coef
-    model.theta[...] = jnp.asarray(theta, model.theta[...].dtype)
-    residual = np.asarray(model(X), np.float64) - np.asarray(y, np.float64)
+    return X, np.asarray(y, np.float64), Phi, gram
+
+
+def _set_readout(model: RandomFeatures, X, y, Phi, gram, coef) -> FitReport:
+    """``model.theta = Phi^T coef`` (in the span of the training features) and its report."""
+    model.theta[...] = jnp.asarray(Phi.T @ coef, model.theta[...].dtype)
+    residual = np.asarray(model(X), np.float64) - y
     return FitReport(float(np.mean(residual**2)), float(np.linalg.cond(gram)))
+
+
+def fit_min_norm(model: RandomFeatures, X: Array, y: Array) -> FitReport:
+    """Set ``model.theta`` to the minimum-norm least-squares solution ``pinv(Phi) y``.
+
+    ``Phi = phi(X)`` is ``n x p``. With ``p >= n`` and distinct inputs the labels are
+    interpolated (train MSE ~ 0). Solved in float64 through ``Phi^T (Phi Phi^T)^+ y``.
+    """
+    X, y, Phi, gram = _training_features(model, X, y)
+    coef, *_ = np.linalg.lstsq(gram, y, rcond=None)
+    return _set_readout(model, X, y, Phi, gram, coef)
+
+
+def fit_ridge(model: RandomFeatures, X: Array, y: Array, lam: float) -> FitReport:
+    """Set ``model.theta`` to the ridge readout, the minimiser of
+    ``(1/n) ||Phi theta - y||^2 + lam ||theta||^2``: ``theta = Phi^T (Phi Phi^T + n lam I)^{-1}
+    y``. Like every readout of this form it lies in the span of the training features, so
+    ridge changes how much of each ``phi(x_i)`` ``theta`` holds, not whether the span holds
+    ``theta``. ``lam = 0`` is :func:`fit_min_norm`."""
+    lam = checks.positive_float("lam", lam, allow_zero=True)
+    if lam == 0:
+        return fit_min_norm(model, X, y)
+    X, y, Phi, gram = _training_features(model, X, y)
+    coef = np.linalg.solve(gram + len(y) * lam * np.eye(len(y)), y)
+    return _set_readout(model, X, y, Phi, gram, coef)
+
+
+def fit_early_stopped(model: RandomFeatures, X: Array, y: Array, steps: int,
+                      lr: float | None = None) -> FitReport:
+    """Set ``model.theta`` to ``steps`` steps of gradient descent from ``theta = 0`` on
+    ``(1/n) ||Phi theta - y||^2``, computed exactly rather than stepped: every gradient
+    ``(2/n) Phi^T (Phi theta - y)`` lies in the span of the training features, so
+    ``theta_t = Phi^T a_t`` with ``a_t = (I - (I - (2 lr / n) K)^t) K^+ y`` (``K = Phi Phi^T``).
+    ``lr`` defaults to ``n / (2 lambda_max(K))``, the inverse of the loss's largest curvature;
+    ``steps -> infinity`` gives :func:`fit_min_norm`."""
+    steps = checks.nonnegative_int("steps", steps)
+    X, y, Phi, gram = _training_features(model, X, y)
+    n = len(y)
+    eigenvalues, vectors = np.linalg.eigh(gram)
+    top = float(eigenvalues[-1])
+    if top <= 0:
+        raise ValueError("the training features are all zero: nothing to fit")
+    lr = n / (2 * top) if lr is None else checks.positive_float("lr", lr)
+    if lr * 2 * top / n >= 2:
+        raise ValueError(f"lr={lr:g} makes gradient descent diverge (it must be below "
+                         f"n / lambda_max(K) = {n / top:g})")
+    positive = eigenvalues > top * 1e-13
+    shrink = 1 - (1 - (2 * lr / n) * eigenvalues[positive]) ** steps
+    coef = vectors[:, positive] @ (shrink / eigenvalues[positive] * (vectors[:, positive].T @ y))
+    return _set_readout(model, X, y, Phi, gram, coef)
 
 
 # ----------------------------------------------------------------------------- whole networks
