@@ -36,7 +36,7 @@ import numpy as np
 
 from recon import checks, precision
 from recon.loss import projection_share
-from recon.problems import ReconstructionProblem
+from recon.problems import ReconstructionProblem, real_feature_count
 
 Array = jax.Array
 
@@ -119,25 +119,30 @@ def pinned_problem(problem: ReconstructionProblem, x) -> tuple[ReconstructionPro
         theta=rest.astype(dtype),
         n=problem.n - 1,
         name=f"{problem.name}, one candidate pinned",
+        real_features=real_feature_count(problem) - int(jnp.count_nonzero(jnp.any(U != 0, 1))),
     )
     return pinned, factor
 
 
 def pinned_losses(problem: ReconstructionProblem, queries, solver, key,
-                  progress: bool = False) -> np.ndarray:
+                  progress: bool = False, allow_underdetermined: bool = False) -> np.ndarray:
     """For each query ``x``, the smallest projection loss the ``solver`` reaches with ``x``
     pinned as one candidate and the other ``n - 1`` free (:func:`pinned_problem`), all
     queries solved side by side (:func:`pinned_losses_many`)."""
-    return pinned_losses_many([(problem, queries)], solver, [key], progress)[0]
+    return pinned_losses_many([(problem, queries)], solver, [key], progress,
+                              allow_underdetermined)[0]
 
 
-def pinned_losses_many(pairs, solver, keys, progress: bool = False) -> list[np.ndarray]:
+def pinned_losses_many(pairs, solver, keys, progress: bool = False,
+                       allow_underdetermined: bool = False) -> list[np.ndarray]:
     """:func:`pinned_losses` for several ``(problem, queries)`` pairs (problems stacked as
     :func:`recon.solver.solve_batch` needs: one feature map and one ``P``, e.g. RF problems
     padded by :func:`recon.problems.pad_features`), one key each, every pinned problem solved
     in one batch. A pinned problem solved to the solver's tolerance scores 0, as does a query
     whose own features already hold ``theta`` (nothing left to solve), so members and others
-    that are both solved tie; otherwise the score is an upper bound on the minimum."""
+    that are both solved tie; otherwise the score is an upper bound on the minimum. A pinned
+    problem is underdetermined exactly when its problem is (``allow_underdetermined`` as in
+    :func:`recon.solver.solve_batch`)."""
     from recon.solver import solve_batch
 
     pairs = [(problem, _queries(problem, Q)) for problem, Q in pairs]
@@ -154,7 +159,8 @@ def pinned_losses_many(pairs, solver, keys, progress: bool = False) -> list[np.n
     open_ = [i for i, (_, factor) in enumerate(pins) if factor > 1e-12]
     if open_:
         results = solve_batch([pins[i][0] for i in open_], solver,
-                              [subkeys[i] for i in open_], progress=progress)
+                              [subkeys[i] for i in open_], progress=progress,
+                              allow_underdetermined=allow_underdetermined)
         for i, r in zip(open_, results):
             scores[i] = 0.0 if r.loss <= solver.tol else r.loss * pins[i][1]
     owners = np.array(owners)

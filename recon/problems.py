@@ -35,7 +35,10 @@ class ReconstructionProblem:
     ``smoothed_features(state, X, beta)``, where given, is a smooth version of the feature map
     that tends to ``features`` as ``beta`` grows; the solver may anneal ``beta`` early on
     (``Solver.smooth_steps``). ``None`` where the features are smooth already or no such
-    version exists. ``switched_features(state, X, beta, smooth)``, where given, is
+    version exists. ``real_features``, where given, is the number of independent equations
+    ``theta`` sets (see :func:`real_feature_count`), for problems whose features are
+    projected or masked in a way the state does not show. ``switched_features(state, X, beta,
+    smooth)``, where given, is
     ``smoothed_features`` where the flag ``smooth`` is set and ``features`` elsewhere, from one
     computation of what the two share: under ``vmap`` the solver's per-start choice then costs
     one feature map, not both."""
@@ -49,6 +52,7 @@ class ReconstructionProblem:
     name: str = "problem"
     smoothed_features: Callable[[Any, Array, Array], Array] | None = None
     switched_features: Callable[[Any, Array, Array, Array], Array] | None = None
+    real_features: int | None = None
 
     @property
     def d(self) -> int:
@@ -163,8 +167,11 @@ class UnderdeterminedWarning(UserWarning):
 
 
 def real_feature_count(problem: ReconstructionProblem) -> int:
-    """The features of ``problem`` that carry an equation: ``P``, less the ones that
-    :func:`pad_features` added (masked to zero)."""
+    """The features of ``problem`` that carry an equation: ``problem.real_features`` where
+    the builder set it, else ``P`` less the ones that :func:`pad_features` added (masked to
+    zero)."""
+    if problem.real_features is not None:
+        return problem.real_features
     if isinstance(problem.state, dict) and "mask" in problem.state:
         return int(jnp.count_nonzero(problem.state["mask"]))
     return problem.P

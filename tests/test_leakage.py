@@ -287,3 +287,15 @@ def test_defended_models_and_their_settings():
         chapter.Defences(bits=[0, 2.5])
     with pytest.raises(ValueError, match=r"prune shares must lie in \[0, 1\]"):
         chapter.Defences(prune=[0.0, 2.0])
+
+
+def test_pinned_problems_are_underdetermined_exactly_when_their_problem_is():
+    from recon import problems
+
+    ds, _, _, problem, key = make_rf(3, 4, 3)  # p = n: any candidates fit
+    pinned, _ = leakage.pinned_problem(problem, ds.X[0])
+    assert problems.real_feature_count(pinned) == 2 and problems.feature_rows(pinned) == 2
+    with pytest.raises(ValueError, match="allow_underdetermined=True"):
+        leakage.pinned_losses(problem, ds.X, solver.preset("default", max_steps=100), key)
+    ds, _, _, problem, _ = make_rf(3, 4, 4)
+    assert problems.real_feature_count(leakage.pinned_problem(problem, ds.X[0])[0]) == 3

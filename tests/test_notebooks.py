@@ -87,11 +87,13 @@ def _parameters_cell(name: str) -> dict:
 
 
 def _settings_class(name: str):
-    from recon.chapters import images_rf, law, resnet, synthetic, theorems, two_layer
+    from recon.chapters import (defences, images_rf, law, leakage, resnet, synthetic, theorems,
+                                two_layer)
 
     return {"synthetic_random_features": synthetic.SyntheticRF, "law": law.LawSweep,
             "theorems": theorems.TheoremChecks, "images_rf": images_rf.ImagesRF,
-            "two_layer": two_layer.TwoLayerImages, "resnet": resnet.ResNetImages}[name]
+            "two_layer": two_layer.TwoLayerImages, "resnet": resnet.ResNetImages,
+            "leakage": leakage.Leakage, "defences": defences.Defences}[name]
 
 
 #: wrong values by the parameter's annotation: a wrong type, a fraction for a count, a

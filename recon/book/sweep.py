@@ -679,6 +679,49 @@ def _execute_dask(fn, cells, units, batched, claim, scheduler):
             client.close()
 
 
+def _check_batching(fn, cells, batch_by) -> None:
+    """``fn`` takes each cell's parameters (no ``batch_by``), or ``batch_by`` is a list of
+    parameter names."""
+    if batch_by is None:
+        _check_signature(fn, cells)
+    elif isinstance(batch_by, str) or not all(isinstance(k, str) for k in batch_by):
+        raise TypeError(f"batch_by must be a list of parameter names, got {batch_by!r}")
+
+
+def _write_record(path: Path, record: dict) -> None:
+    """Write ``record`` with the sha256 of its content (:func:`_checksum`), atomically."""
+    record["sha256"] = _checksum(record)
+    _write_json_atomic(path, record)
+
+
+def _claimer(path, locks, todo, todo_keys, identity, summary, bar):
+    """``claim(unit)``: the cells of ``unit`` this run computes, locked by it and still
+    without a record (another run may have written one since the scan); the others are
+    counted in ``summary`` as busy or reused. ``identity`` is ``(fn_name, version,
+    retry_failed)``."""
+    fn_name, version, retry_failed = identity
+
+    def claim(unit: list[int]) -> list[int]:
+        mine = []
+        for i in unit:
+            if not locks.acquire(todo_keys[i]):
+                summary.busy += 1
+                bar.update(1)
+                continue
+            record = _finished_meanwhile(path, todo_keys[i], fn_name, todo[i], version,
+                                         retry_failed)
+            if record is None:
+                mine.append(i)
+                continue
+            locks.release(todo_keys[i])
+            summary.reused += 1
+            summary.failed += record["status"] == "failed"
+            bar.update(1)
+        return mine
+
+    return claim
+
+
 def run_sweep(
     grid: Grid,
     fn: Callable[..., dict],
@@ -710,54 +753,26 @@ def run_sweep(
     Returns a :class:`Summary`. All inputs are checked before any cell is computed.
     """
     started = time.perf_counter()
-    cells = grid.cells()
-    fn_name = function_name(fn)
+    cells, fn_name = grid.cells(), function_name(fn)
     executor = _check_options(executor, scheduler, max_cells, version, retry_failed)
-    if batch_by is None:
-        _check_signature(fn, cells)
-    elif isinstance(batch_by, str) or not all(isinstance(k, str) for k in batch_by):
-        raise TypeError(f"batch_by must be a list of parameter names, got {batch_by!r}")
+    _check_batching(fn, cells, batch_by)
     path = _prepare_store(store)
-
     summary = Summary(grid=grid.name, store=str(path), total=len(cells))
     todo, todo_keys = _to_compute(path, cells, fn_name, version, retry_failed, summary)
     limit = len(todo) if max_cells is None else min(max_cells, len(todo))
     summary.pending = len(todo) - limit
     todo = todo[:limit]
-
-    units = _units(todo, batch_by)
-    batched = batch_by is not None
-    locks = _CellLocks(path)
-
-    def claim(unit: list[int]) -> list[int]:
-        """The cells of ``unit`` this run computes: locked by it, and still without a
-        record (another run may have written one since the scan)."""
-        mine = []
-        for i in unit:
-            if not locks.acquire(todo_keys[i]):
-                summary.busy += 1
-                bar.update(1)
-                continue
-            record = _finished_meanwhile(path, todo_keys[i], fn_name, todo[i], version,
-                                         retry_failed)
-            if record is None:
-                mine.append(i)
-                continue
-            locks.release(todo_keys[i])
-            summary.reused += 1
-            summary.failed += record["status"] == "failed"
-            bar.update(1)
-        return mine
-
+    units, batched, locks = _units(todo, batch_by), batch_by is not None, _CellLocks(path)
     with tqdm(total=limit, desc=grid.name, unit="cell", disable=not progress) as bar:
+        claim = _claimer(path, locks, todo, todo_keys, (fn_name, version, retry_failed),
+                         summary, bar)
         try:
             results = (_execute_local(fn, todo, units, batched, claim) if executor == "local"
                        else _execute_dask(fn, todo, units, batched, claim, scheduler))
             for i, outcome in results:
-                record = {"key": todo_keys[i], "grid": grid.name, "fn": fn_name,
-                          "params": todo[i], "version": version, **outcome}
-                record["sha256"] = _checksum(record)
-                _write_json_atomic(path / f"{todo_keys[i]}.json", record)
+                _write_record(path / f"{todo_keys[i]}.json",
+                              {"key": todo_keys[i], "grid": grid.name, "fn": fn_name,
+                               "params": todo[i], "version": version, **outcome})
                 locks.release(todo_keys[i])
                 summary.computed += 1
                 summary.failed += outcome["status"] == "failed"

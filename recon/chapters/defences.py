@@ -77,6 +77,9 @@ class Defences(ChapterSettings):
         checks.positive_int("n", self.n)
         checks.positive_int("d", self.d, minimum=2)
         object.__setattr__(self, "ratios", checks.increasing_ratios("ratios", self.ratios))
+        if round(self.ratios[0] * self.dn) <= self.n:
+            raise ValueError(f"ratios must give p > n (ratio above 1/d = {1 / self.d:g}): at "
+                             f"p <= n any candidates fit theta; got {self.ratios}")
         if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
             raise TypeError(f"seeds must be a non-empty list of integers >= 0, got "
                             f"{self.seeds!r}")

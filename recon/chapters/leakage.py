@@ -18,6 +18,7 @@ one compiled solver serves every cell, all solved side by side
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import jax
@@ -117,7 +118,9 @@ def run_cells(settings: Leakage, progress: bool = True) -> pd.DataFrame:
     others: ``queries`` fresh points), the share of one-point runs landing on a training
     point (:func:`recon.theory.landing_share`), the mean best-match cosine and the cosine of
     the largest principal angle between the spans of the reconstruction and of the data,
-    the recovered share, and the same two cosines for random points (chance)."""
+    the recovered share, the same two cosines for random points (chance), and
+    ``trivially_satisfiable`` (``p <= n``: any candidates fit ``theta``; such cells are on
+    the grid on purpose, for the label-fitting side of the curves)."""
     solver = preset("default", max_steps=settings.max_steps)
     cells = [(r, p, s) for r, p in zip(settings.ratios, settings.ps()) for s in settings.seeds]
     top = max(p for _, p, _ in cells)
@@ -125,11 +128,15 @@ def run_cells(settings: Leakage, progress: bool = True) -> pd.DataFrame:
     padded = [problems.pad_features(problems.random_features_problem(su.model, settings.n), top)
               for su, _ in setups]
     keys = [jax.random.split(su.key, 3) for su, _ in setups]
-    full = solve_batch(padded, solver, [k[0] for k in keys], progress=progress)
     queries = [np.concatenate([np.asarray(su.dataset.X), np.asarray(fresh)])
                for su, fresh in setups]
-    pinned = leakage.pinned_losses_many(list(zip(padded, queries)), pinned_solver(settings),
-                                        [k[1] for k in keys], progress)
+    with warnings.catch_warnings():  # p <= n is on the grid on purpose: a column says so
+        warnings.simplefilter("ignore", problems.UnderdeterminedWarning)
+        full = solve_batch(padded, solver, [k[0] for k in keys], progress=progress,
+                           allow_underdetermined=True)
+        pinned = leakage.pinned_losses_many(list(zip(padded, queries)),
+                                            pinned_solver(settings), [k[1] for k in keys],
+                                            progress, allow_underdetermined=True)
     rows = [_row(settings, ratio, p, seed, su, fresh, problem, result, loss, key[2])
             for (ratio, p, seed), (su, fresh), problem, result, loss, key
             in zip(cells, setups, padded, full, pinned, keys)]
@@ -153,6 +160,7 @@ def _row(settings, ratio, p, seed, setup, fresh, problem, result, pinned, key) -
     cosine = lambda A: float(np.cos(leakage.principal_angles(A, X).max()))  # noqa: E731
     return {
         "ratio": ratio, "p": p, "seed": seed,
+        "trivially_satisfiable": problems.real_feature_count(problem) <= n,
         "train_error": setup.fit.train_mse / float(np.var(np.asarray(setup.dataset.y))),
         "auc_one_point": leakage.membership_auc(one_point[:n], one_point[n:]),
         "auc_pinned": leakage.membership_auc(pinned[:n], pinned[n:]),
