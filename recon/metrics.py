@@ -227,13 +227,19 @@ def ssim_baseline(images_train, labels_train, images_pool, labels_pool) -> np.nd
     return best
 
 
-def beats_baseline(ssims, baseline, margin: float = 0.1) -> np.ndarray:
-    """Which reconstructions beat the baseline *clearly*: ``ssim_i > baseline_i + margin``
-    (``margin`` in SSIM units, 0.1 by default: a tenth of SSIM's range from unrelated to
-    identical images, well above the spread of SSIM between look-alikes)."""
-    margin = checks.positive_float("margin", margin, allow_zero=True)
+def beats_baseline(ssims, baseline, margin: float = 0.5) -> np.ndarray:
+    """Which reconstructions beat the baseline *clearly*: those whose SSIM closes more than
+    the share ``margin`` of the gap between the baseline and a perfect copy (SSIM 1),
+
+        ssim_i > baseline_i + margin * (1 - baseline_i).
+
+    With the default ``margin = 0.5`` a reconstruction must be closer to a perfect copy than
+    to the best look-alike's score: a fixed offset would be met by noise with faint structure
+    where the baseline is low (SSIM rewards it on small images), and would be out of reach
+    where it is high (digits: look-alikes score 0.6 to 0.95)."""
+    margin = checks.fraction("margin", margin)
     ssims, baseline = np.asarray(ssims, np.float64), np.asarray(baseline, np.float64)
     if ssims.ndim != 1 or ssims.shape != baseline.shape:
         raise ValueError(f"ssims {ssims.shape} and baseline {baseline.shape} must be 1-d "
                          "arrays of per-image values of the same length")
-    return ssims > baseline + margin
+    return ssims > baseline + margin * (1.0 - baseline)

@@ -80,7 +80,7 @@ def test_a_bad_dataset_stops_the_notebook_before_computing(tmp_path, monkeypatch
     (lambda: TwoLayerImages(dataset="cifar10", channels=1), ValueError,
      "channels=1 does not apply"),
     (lambda: ImagesRF(holdout=0), ValueError, "holdout must be an integer >= 1"),
-    (lambda: ImagesRF(baseline_margin=-0.1), ValueError, "baseline_margin must be"),
+    (lambda: ImagesRF(baseline_margin=1.5), ValueError, "baseline_margin must lie in [0, 1]"),
     (lambda: ImagesRF(dataset="photos", n=22), ValueError, "n must be at most 20 for dataset"),
 ])
 def test_settings_refuse_bad_parameters(make, error, message):
@@ -137,7 +137,7 @@ def test_headline_names_and_rounds_the_numbers_as_the_text_quotes_them():
                   "n_images": 2, "dn": 128, "p_over_dn": 5.0, "recovered_fraction": 1.0,
                   "mean_error": 1.86e-05, "mean_ssim": 1.0, "mean_psnr": 106.6,
                   "ssim_success": 2, "ssim_baseline": 0.656, "beats_baseline": 2,
-                  "baseline_margin": 0.1, "holdout": 20, "first_all_beat_baseline": 5.0,
+                  "baseline_margin": 0.5, "holdout": 20, "first_all_beat_baseline": 5.0,
                   "sweep_seconds": 6.0,
                   "sign_flips": 0, "loss": 9.6e-11, "iterations": 534,
                   "seconds": 0.6, "threshold": 0.01, "sweep_points": 2,

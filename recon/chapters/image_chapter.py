@@ -154,11 +154,12 @@ class Outcome(NamedTuple):
 
 
 def evaluate(data: ChapterData, X_hat, threshold: float = 1e-2, ssim_level: float = 0.4,
-             margin: float = 0.1):
+             margin: float = 0.5):
     """Compare a reconstruction ``X_hat`` (rows on the sphere, any order and signs) with the
     training images: Hungarian matching with the sign-aware error, each matched row flipped to
     the sign that matches its training row (:func:`recon.metrics.align`), then the errors, the
-    image metrics and the count of SSIMs above ``data.baseline + margin``.
+    image metrics and the count of SSIMs that close more than the share ``margin`` of the gap
+    from ``data.baseline`` to 1 (:func:`recon.metrics.beats_baseline`).
 
     Returns a dict with the :class:`Outcome` fields ``X_hat`` ... ``beats_baseline``.
     """
@@ -209,8 +210,9 @@ class ImageChapter(ChapterSettings):
         show: how many images the grid figure shows (spread evenly over the classes).
         holdout: held-out images per class for the SSIM baseline
             (:func:`recon.images.load_holdout`).
-        baseline_margin: an image beats the baseline when its SSIM exceeds its baseline by
-            more than this (:func:`recon.metrics.beats_baseline`).
+        baseline_margin: an image beats its baseline when its SSIM closes more than this
+            share of the gap from the baseline to a perfect copy (SSIM 1)
+            (:func:`recon.metrics.beats_baseline`).
     """
 
     task: ClassVar[str] = "binary"
@@ -239,7 +241,7 @@ class ImageChapter(ChapterSettings):
     ssim_level: float = 0.4
     show: int = 10
     holdout: int = 20
-    baseline_margin: float = 0.1
+    baseline_margin: float = 0.5
 
     def __post_init__(self):
         self._check_data()
@@ -260,8 +262,7 @@ class ImageChapter(ChapterSettings):
         checks.positive_int("show", self.show)
         checks.positive_int("holdout", self.holdout)
         object.__setattr__(self, "baseline_margin",
-                           checks.positive_float("baseline_margin", self.baseline_margin,
-                                                 allow_zero=True))
+                           checks.fraction("baseline_margin", self.baseline_margin))
 
     def _check_data(self) -> None:
         """The dataset, the number of images, the classes and the downsampling factor."""
@@ -476,8 +477,8 @@ class ImageChapter(ChapterSettings):
         ends = table.sort_values("p")
         return [
             claim("all_beat_baseline_from_5dn", "Every model of the sweep from p = 5 dn on "
-                  "reconstructs every image with an SSIM above its baseline (the best held-out "
-                  "look-alike) plus the margin.",
+                  "reconstructs every image with an SSIM clearly above its baseline (the best "
+                  "held-out look-alike): closer to a perfect copy by the margin's share.",
                   len(late) and (late.beats_baseline == data.n).all(), models=len(late),
                   fewest=int(late.beats_baseline.min()) if len(late) else None,
                   n=data.n, margin=self.baseline_margin),
