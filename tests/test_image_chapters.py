@@ -16,7 +16,8 @@ from recon.chapters.two_layer import TwoLayerImages
 
 CHAPTERS = {"images_rf": "images-rf", "two_layer": "two-layer", "resnet": "resnet"}
 GLUED = {"p_over_dn", "recovered_fraction", "mean_ssim", "ssim_success", "dataset",
-         "n_images", "mean_error", "mean_psnr", "sign_flips", "first_full_recovery"}
+         "n_images", "mean_error", "mean_psnr", "sign_flips", "first_full_recovery",
+         "image_side", "channels", "ssim_baseline", "beats_baseline", "d", "sweep_seconds"}
 
 
 def execute(tmp_path, name, **overrides):
@@ -43,9 +44,12 @@ def test_chapter_runs_at_smoke_and_glues_its_numbers(built_book, name):
     if name != "resnet":  # well above d*n, RF and the two-layer network give the images away
         assert glued["recovered_fraction"] == 1.0
         assert glued["mean_ssim"] > 0.99 and glued["ssim_success"] == glued["n_images"]
+        assert glued["beats_baseline"] == glued["n_images"]
     else:  # the trained network leaves a positive loss floor at the truth
         assert glued["loss_at_truth"] > 0
-    for figure in ("grid", "quality", "sweep"):
+    assert (glued["image_side"], glued["channels"], glued["d"]) == (8, 1, 64)
+    assert 0 < glued["ssim_baseline"] < 1
+    for figure in ("grid", "quality", "sweep", "law"):
         for ext in ("png", "pdf", "svg", "json"):
             path = figures_dir / f"{CHAPTERS[name]}-{figure}.{ext}"
             assert path.stat().st_size > 0, path
