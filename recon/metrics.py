@@ -152,11 +152,7 @@ def image_metrics(images_true, images_hat) -> ImageMetrics:
     if images_true.shape != images_hat.shape:
         raise ValueError(f"images_true {images_true.shape} and images_hat {images_hat.shape} "
                          "must have the same shape (matched pairs)")
-    side = min(images_true.shape[1:3])
-    if side < 3:
-        raise ValueError(f"SSIM needs images of at least 3x3 pixels, got "
-                         f"{images_true.shape[1]}x{images_true.shape[2]}")
-    window = min(7, side if side % 2 else side - 1)
+    window = _ssim_window(images_true)
     psnr, ssim = [], []
     for a, b in zip(images_true, images_hat):
         with np.errstate(divide="ignore"):  # identical images: MSE 0, PSNR inf
@@ -175,3 +171,75 @@ def ssim_success(ssims, level: float = 0.4) -> int:
         raise ValueError(f"ssims must be a 1-d array of per-image SSIM values, got shape "
                          f"{ssims.shape}")
     return int(np.sum(ssims > level))
+
+
+def _ssim_window(images: np.ndarray) -> int:
+    """SSIM's window for ``(m, H, W, C)`` images: 7, or the largest odd size that fits."""
+    side = min(images.shape[1:3])
+    if side < 3:
+        raise ValueError(f"SSIM needs images of at least 3x3 pixels, got "
+                         f"{images.shape[1]}x{images.shape[2]}")
+    return min(7, side if side % 2 else side - 1)
+
+
+def ssim_baseline(images_train, labels_train, images_pool, labels_pool) -> np.ndarray:
+    """The SSIM a guess reaches without the weights: for each training image ``x_i``, the
+    highest SSIM between ``x_i`` and any image of the ``pool`` with the same label, the pool
+    being images of the same source that were *not* trained on.
+
+    A reconstruction that is no closer to ``x_i`` than the best such look-alike shows nothing
+    the data's distribution did not already give away; :func:`beats_baseline` counts the
+    reconstructions that are clearly closer. Same SSIM as :func:`image_metrics` (pixels in
+    ``[0, 1]``, ``data_range=1``, ``channel_axis=-1``).
+
+    Args:
+        images_train: ``(n, H, W, C)`` (or ``(n, H, W)``) training images in ``[0, 1]``.
+        labels_train: ``(n,)`` their classes.
+        images_pool: ``(m, H, W, C)`` held-out images of the same source, same shape.
+        labels_pool: ``(m,)`` their classes; every class of ``labels_train`` must occur.
+
+    Returns:
+        ``(n,)`` float64: the best pool SSIM of each training image.
+    """
+    from skimage.metrics import structural_similarity
+
+    train = _as_images(images_train, "images_train")
+    pool = _as_images(images_pool, "images_pool")
+    if train.shape[1:] != pool.shape[1:]:
+        raise ValueError(f"images_pool {pool.shape} must hold images of the training images' "
+                         f"shape {train.shape[1:]}")
+    labels_train, labels_pool = np.asarray(labels_train), np.asarray(labels_pool)
+    if labels_train.shape != (len(train),) or labels_pool.shape != (len(pool),):
+        raise ValueError(f"labels must give one class per image: labels_train "
+                         f"{labels_train.shape} for {len(train)} images, labels_pool "
+                         f"{labels_pool.shape} for {len(pool)} images")
+    missing = sorted(set(labels_train.tolist()) - set(labels_pool.tolist()))
+    if missing:
+        raise ValueError(f"the pool has no image of class(es) {missing}, so the baseline of "
+                         "their training images is undefined; give held-out images of every "
+                         "class")
+    window = _ssim_window(train)
+    best = np.empty(len(train))
+    for i, (image, label) in enumerate(zip(train, labels_train)):
+        best[i] = max(structural_similarity(image, other, data_range=1.0, channel_axis=-1,
+                                            win_size=window)
+                      for other in pool[labels_pool == label])
+    return best
+
+
+def beats_baseline(ssims, baseline, margin: float = 0.5) -> np.ndarray:
+    """Which reconstructions beat the baseline *clearly*: those whose SSIM closes more than
+    the share ``margin`` of the gap between the baseline and a perfect copy (SSIM 1),
+
+        ssim_i > baseline_i + margin * (1 - baseline_i).
+
+    With the default ``margin = 0.5`` a reconstruction must be closer to a perfect copy than
+    to the best look-alike's score: a fixed offset would be met by noise with faint structure
+    where the baseline is low (SSIM rewards it on small images), and would be out of reach
+    where it is high (digits: look-alikes score 0.6 to 0.95)."""
+    margin = checks.fraction("margin", margin)
+    ssims, baseline = np.asarray(ssims, np.float64), np.asarray(baseline, np.float64)
+    if ssims.ndim != 1 or ssims.shape != baseline.shape:
+        raise ValueError(f"ssims {ssims.shape} and baseline {baseline.shape} must be 1-d "
+                         "arrays of per-image values of the same length")
+    return ssims > baseline + margin * (1.0 - baseline)

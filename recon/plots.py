@@ -147,10 +147,46 @@ def plot_image_grid(originals, reconstructions, titles=None, columns: int = 10):
     return fig
 
 
+def plot_law_grid(originals, rows, row_labels, titles=None):
+    """The law in pictures: the training images (top row) above their matched reconstructions
+    from models of growing size, one row per model (e.g. ``p/(dn)`` = 0.5, 1, 2, 5).
+
+    ``originals`` is ``(m, H, W, C)`` (or grey ``(m, H, W)``) in ``[0, 1]``; ``rows`` a list of
+    arrays of that shape, matched to the originals; ``row_labels`` one label per row;
+    ``titles`` optional labels above the originals.
+    """
+    originals = np.asarray(originals)
+    rows = [np.asarray(r) for r in rows]
+    if originals.ndim not in (3, 4) or any(r.shape != originals.shape for r in rows):
+        raise ValueError(f"originals {originals.shape} and every row of reconstructions "
+                         f"{[r.shape for r in rows]} must be matched image stacks of one shape")
+    if len(row_labels) != len(rows):
+        raise ValueError(f"row_labels must have one entry per row ({len(rows)}), got "
+                         f"{len(row_labels)}")
+    m = len(originals)
+    if titles is not None and len(titles) != m:
+        raise ValueError(f"titles must have one entry per image ({m}), got {len(titles)}")
+    fig, axes = plt.subplots(1 + len(rows), m, squeeze=False,
+                             figsize=(1.0 * m + 1.2, 1.05 * (1 + len(rows)) + 0.3))
+    for col in range(m):
+        _show(axes[0, col], originals[col])
+        if titles is not None:
+            axes[0, col].set_title(str(titles[col]), fontsize=7)
+        for r, row in enumerate(rows):
+            _show(axes[r + 1, col], row[col])
+    axes[0, 0].set_ylabel("training", fontsize=8)
+    for r, label in enumerate(row_labels):
+        axes[r + 1, 0].set_ylabel(str(label), fontsize=8)
+    fig.tight_layout(h_pad=0.3, w_pad=0.2)
+    return fig
+
+
 def plot_error_against_p(table, dn: int, threshold: float | None = None,
                          ssim_level: float | None = None, main_p: int | None = None):
     """Reconstruction quality against the readout's size ``p``, with ``p = d n`` marked:
-    the mean matched error (left, log scale) and the mean SSIM of the images (right).
+    the mean matched error (left, log scale) and the mean SSIM of the images (right), with
+    the SSIM reached without the weights (column ``mean_baseline``, if the table has it: the
+    best look-alike among held-out images, :func:`recon.metrics.ssim_baseline`).
 
     ``table`` has columns ``p``, ``mean_error`` and ``mean_ssim`` (e.g. from
     :func:`recon.chapters.image_chapter.sweep_table`); ``main_p`` highlights the chapter's main run.
@@ -174,6 +210,10 @@ def plot_error_against_p(table, dn: int, threshold: float | None = None,
         ax_err.axhline(threshold, color="C2", ls="--", lw=1, label=f"recovered below {threshold:g}")
     if ssim_level is not None:
         ax_ssim.axhline(ssim_level, color="C2", ls="--", lw=1, label=f"SSIM {ssim_level:g}")
+    if "mean_baseline" in table:
+        baseline = float(np.mean(table["mean_baseline"]))
+        ax_ssim.axhline(baseline, color="C1", ls="-.", lw=1.2,
+                        label=f"without the weights ({baseline:.2f})")
     ax_err.set(ylabel="mean matched error", title="distance to the training images")
     ax_ssim.set(ylabel="mean SSIM", title="image similarity", ylim=(min(0.0, ssim.min()), 1.05))
     ax_err.legend(fontsize=8)

@@ -16,7 +16,8 @@ from recon.chapters.two_layer import TwoLayerImages
 
 CHAPTERS = {"images_rf": "images-rf", "two_layer": "two-layer", "resnet": "resnet"}
 GLUED = {"p_over_dn", "recovered_fraction", "mean_ssim", "ssim_success", "dataset",
-         "n_images", "mean_error", "mean_psnr", "sign_flips", "first_full_recovery"}
+         "n_images", "mean_error", "mean_psnr", "sign_flips", "first_full_recovery",
+         "image_side", "channels", "ssim_baseline", "beats_baseline", "d", "sweep_seconds"}
 
 
 def execute(tmp_path, name, **overrides):
@@ -43,9 +44,12 @@ def test_chapter_runs_at_smoke_and_glues_its_numbers(built_book, name):
     if name != "resnet":  # well above d*n, RF and the two-layer network give the images away
         assert glued["recovered_fraction"] == 1.0
         assert glued["mean_ssim"] > 0.99 and glued["ssim_success"] == glued["n_images"]
+        assert glued["beats_baseline"] == glued["n_images"]
     else:  # the trained network leaves a positive loss floor at the truth
         assert glued["loss_at_truth"] > 0
-    for figure in ("grid", "quality", "sweep"):
+    assert (glued["image_side"], glued["channels"], glued["d"]) == (8, 1, 64)
+    assert 0 < glued["ssim_baseline"] < 1
+    for figure in ("grid", "quality", "sweep", "law"):
         for ext in ("png", "pdf", "svg", "json"):
             path = figures_dir / f"{CHAPTERS[name]}-{figure}.{ext}"
             assert path.stat().st_size > 0, path
@@ -73,6 +77,15 @@ def test_a_bad_dataset_stops_the_notebook_before_computing(tmp_path, monkeypatch
     (lambda: TwoLayerImages(width=2.5), TypeError, "width must be an integer"),
     (lambda: ResNetImages(stem_kernel=20), ValueError, "stem_kernel=20"),
     (lambda: ResNetImages(blocks=-1), ValueError, "blocks must be an integer >= 0"),
+    (lambda: ImagesRF(image_side=24), ValueError, "side must be one of 8, 16, 32, 64"),
+    (lambda: ImagesRF(channels=2), ValueError, "channels must be 1 .grey. or 3"),
+    (lambda: ImagesRF(dataset="digits", image_side=16), ValueError,
+     "image_side=16 does not apply to dataset 'digits', whose images are 8x8x1"),
+    (lambda: TwoLayerImages(dataset="cifar10", channels=1), ValueError,
+     "channels=1 does not apply"),
+    (lambda: ImagesRF(holdout=0), ValueError, "holdout must be an integer >= 1"),
+    (lambda: ImagesRF(baseline_margin=1.5), ValueError, "baseline_margin must lie in [0, 1]"),
+    (lambda: ImagesRF(dataset="photos", n=22), ValueError, "n must be at most 20 for dataset"),
 ])
 def test_settings_refuse_bad_parameters(make, error, message):
     with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -111,20 +124,26 @@ def _outcome(p, mean_error, ssim, **extra):
                   errors=np.array([mean_error, 2 * mean_error]), sign_flips=0,
                   recovered_fraction=float(mean_error < 1e-2), mean_error=mean_error,
                   images_hat=None, psnr=np.array([100.04, 113.2]), ssim=np.asarray(ssim),
-                  ssim_success=2, history=None)
+                  ssim_success=2, beats_baseline=2, history=None, wall_seconds=3.04)
     return Outcome(**{**fields, **extra})
 
 
 def test_headline_names_and_rounds_the_numbers_as_the_text_quotes_them():
     ds = images.load_images("digits", 2)
-    data = ChapterData(ds, *images.to_sphere(ds.X))
+    data = ChapterData(ds, *images.to_sphere(ds.X), np.array([0.61234, 0.7]))
     main = _outcome(640, 1.86123e-5, [0.99991, 1.0])
-    table = sweep_table([_outcome(64, 1.0342, [0.48429, 0.5]), main])
+    table = sweep_table([_outcome(64, 1.0342, [0.48429, 0.5], beats_baseline=0), main],
+                        data=data)
+    np.testing.assert_allclose(table.mean_baseline, [0.65617, 0.65617])
     rf = ImagesRF(dataset="digits", n=2, downsample=1).headline(data, main, table)
     assert rf == {"dataset": "digits", "dataset_description": "digits (0 vs 1), 2 images of 8x8x1",
+                  "image_side": 8, "channels": 1, "d": 64,
                   "n_images": 2, "dn": 128, "p_over_dn": 5.0, "recovered_fraction": 1.0,
                   "mean_error": 1.86e-05, "mean_ssim": 1.0, "mean_psnr": 106.6,
-                  "ssim_success": 2, "sign_flips": 0, "loss": 9.6e-11, "iterations": 534,
+                  "ssim_success": 2, "ssim_baseline": 0.656, "beats_baseline": 2,
+                  "baseline_margin": 0.5, "holdout": 20, "first_all_beat_baseline": 5.0,
+                  "sweep_seconds": 6.0,
+                  "sign_flips": 0, "loss": 9.6e-11, "iterations": 534,
                   "seconds": 0.6, "threshold": 0.01, "sweep_points": 2,
                   "best_ssim_below_dn": 0.492, "first_full_recovery": 5.0}
     two = TwoLayerImages(n=2).headline(data, main, table[1:])
@@ -179,3 +198,59 @@ def test_image_grid_puts_originals_above_reconstructions():
     assert axes[0, 2].get_title() == "c" and not axes[2, 2].images
     with pytest.raises(ValueError, match="matched image stacks"):
         plots.plot_image_grid(originals, recon[:4])
+
+
+def test_law_grid_puts_the_training_images_above_one_row_per_model():
+    rng = np.random.default_rng(2)
+    originals = rng.uniform(size=(3, 8, 8, 3))
+    rows = [rng.uniform(size=(3, 8, 8, 3)) for _ in range(2)]
+    fig = plots.plot_law_grid(originals, rows, ["p/(dn) = 0.5", "p/(dn) = 5"], list("abc"))
+    axes = np.array(fig.axes).reshape(3, 3)
+    np.testing.assert_allclose(axes[0, 1].images[0].get_array(), originals[1])
+    np.testing.assert_allclose(axes[2, 2].images[0].get_array(), rows[1][2])
+    assert axes[2, 0].get_ylabel() == "p/(dn) = 5" and axes[0, 2].get_title() == "c"
+    with pytest.raises(ValueError, match="one entry per row"):
+        plots.plot_law_grid(originals, rows, ["only one"])
+    with pytest.raises(ValueError, match="matched image stacks"):
+        plots.plot_law_grid(originals, [rows[0][:2]], ["x"])
+
+
+def test_sweep_figure_draws_the_baseline():
+    ds = images.load_images("digits", 2)
+    data = ChapterData(ds, *images.to_sphere(ds.X), np.array([0.3, 0.5]))
+    table = sweep_table([_outcome(64, 1.0, [0.2, 0.3], beats_baseline=0),
+                         _outcome(640, 1e-5, [1.0, 1.0])], data=data)
+    fig = plots.plot_error_against_p(table, 128, 1e-2, 0.4, main_p=640)
+    labels = [line.get_label() for line in fig.axes[1].get_lines()]
+    assert "without the weights (0.40)" in labels
+
+
+def test_device_check_runs_at_the_tiny_size(tmp_path):
+    import json
+    import runpy
+
+    check = runpy.run_path(str(ROOT / "benchmarks" / "image_device_check.py"))
+    out = tmp_path / "check.json"
+    assert check["main"](["--size", "tiny", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["dataset"] == "photos" and report["size"] == "tiny"
+    for name in ("images_rf", "two_layer"):
+        glued = report[name]["glued"]
+        assert {"image_side", "channels", "dataset", "recovered_fraction", "mean_ssim",
+                "ssim_baseline", "beats_baseline", "p_over_dn"} <= set(glued)
+        assert glued["image_side"] == 8 and glued["channels"] == 3 and glued["d"] == 192
+        assert len(report[name]["models"]) == 2
+        assert all(m["wall_seconds"] > 0 for m in report[name]["models"])
+    assert report["images_rf"]["models"][-1]["p"] == 1920
+    with pytest.raises(ValueError, match="size must be one of"):
+        check["check"]("huge")
+
+
+def test_intro_shows_the_figure_the_rf_chapter_saves():
+    import json
+
+    intro = (ROOT / "book" / "intro.md").read_text()
+    source = json.loads((ROOT / "notebooks" / "images_rf.ipynb").read_text())
+    code = "".join("".join(c["source"]) for c in source["cells"] if c["cell_type"] == "code")
+    assert 'chapter.law_figure("images-rf-law"' in code
+    assert 'src="../figures/images-rf-law.png"' in intro

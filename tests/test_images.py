@@ -1,5 +1,6 @@
 """Image datasets: CIFAR-10 from a small archive in the official binary format built here,
-scikit-learn's digits and scikit-image photo patches."""
+scikit-learn's digits, scikit-image photo patches and whole photographs as thumbnails, and the
+held-out pool of the SSIM baseline."""
 
 from __future__ import annotations
 
@@ -251,6 +252,58 @@ def test_patches():
     np.testing.assert_allclose(small.normalize(small.to_images()), small.X, atol=1e-4)
 
 
+@pytest.mark.parametrize("side", [16, 32])
+def test_photos_are_whole_thumbnails(side):
+    ds = load_images("photos", 10, side=side, normalization="none")
+    assert ds.X.shape == (10, side * side * 3) and ds.image_shape == (side, side, 3)
+    assert ds.classes == ("colour", "grayscale")
+    np.testing.assert_array_equal(ds.y, [-1] * 5 + [1] * 5)
+    pictures = ds.to_images()
+    assert pictures.min() >= 0 and pictures.max() <= 1 and pictures.std() > 0.1
+    # one whole picture per sample, in each group's order
+    assert [images.ALL_PHOTOS[i] for i in ds.index] == [
+        *images.COLOUR_PHOTOS[:5], *images.GRAYSCALE_PHOTOS[:5]]
+    # grey pictures have three equal channels, colour ones do not
+    assert np.ptp(pictures[5:], axis=-1).max() == 0 and np.ptp(pictures[:5], axis=-1).max() > 0.1
+    # the astronaut thumbnail is the centre square of the photograph, resized
+    from skimage.transform import resize
+
+    whole = images.whole_photo("astronaut") / 255.0
+    np.testing.assert_allclose(pictures[0], resize(whole, (side, side, 3), anti_aliasing=True),
+                               atol=1e-4)
+    again = load_images("photos", 10, side=side, normalization="none")
+    np.testing.assert_array_equal(ds.X, again.X)
+
+
+def test_photos_options():
+    grey = load_images("photos", 4, side=16, channels=1, seed=3)
+    assert grey.image_shape == (16, 16, 1) and grey.X.shape == (4, 256)
+    assert np.array_equal(grey.X, load_images("photos", 4, side=16, channels=1, seed=3).X)
+    assert not np.array_equal(grey.index, load_images("photos", 4, side=16, channels=1,
+                                                      seed=4).index)
+    multi = load_images("photos", 20, task="multiclass", k=2, side=16, downsample=2)
+    assert multi.image_shape == (8, 8, 3) and multi.y.shape == (20, 2)
+    assert sorted(multi.index) == list(range(len(images.ALL_PHOTOS)))
+    assert images.source_shape("photos", 16) == (16, 16, 3)
+    assert images.source_shape("digits") == (8, 8, 1)
+
+
+def test_holdout_pool_leaves_the_training_images_out():
+    ds = load_images("digits", 6, seed=2)
+    pool = images.load_holdout(ds, 4)
+    assert pool.classes == ds.classes and pool.normalization == "none"
+    np.testing.assert_array_equal(pool.labels, [0] * 4 + [1] * 4)
+    assert not set(pool.index) & set(ds.index)
+    photos = load_images("photos", 14, side=16)
+    held = images.load_holdout(photos, 5, side=16)
+    assert held.image_shape == (16, 16, 3) and len(held.X) == 6  # 10 per group, 7 trained
+    assert not set(held.index) & set(photos.index)
+    with pytest.raises(ValueError, match="none is left to hold out"):
+        images.load_holdout(load_images("photos", 20, side=16), 2, side=16)
+    with pytest.raises(ValueError, match="pass the downsample"):
+        images.load_holdout(photos, 2, side=32)
+
+
 def test_sphere_round_trip():
     ds = load_images("digits", 4)
     X_sphere, scale = to_sphere(ds.X)
@@ -296,6 +349,12 @@ def test_dataset_is_immutable_and_checks_shapes():
     (dict(name="digits", n=400), ValueError, "only .* available"),
     (dict(name="patches", n=600), ValueError, "usable 32x32 cells"),
     (dict(name="patches", n=4, classes=("astronaut", "lena")), ValueError, "unknown class"),
+    (dict(name="photos", n=22), ValueError, "which has 10: astronaut, chelsea.*at most 20"),
+    (dict(name="photos", n=4, side=24), ValueError, "side must be one of 8, 16, 32, 64"),
+    (dict(name="photos", n=4, channels=2), ValueError, "channels must be 1 .grey. or 3"),
+    (dict(name="photos", n=4, classes=("colour", "sepia")), ValueError,
+     "unknown class 'sepia'.*'grayscale'"),
+    (dict(name="digits", n=4, side=16), ValueError, "side=16 only applies to dataset 'photos'"),
     (dict(name="cifar10", n=20000), ValueError, "5000 per class"),
     (dict(name="cifar10", n=2, split="val"), ValueError, "unknown split"),
     (dict(name="cifar10", n=2, checksum="md5:xyz"), ValueError, "checksum must be"),
@@ -316,5 +375,5 @@ def test_downsampled_shape_and_source_shapes():
     assert images.downsampled_shape((32, 32, 3), 4) == (8, 8, 3)
     with pytest.raises(ValueError, match="downsample=3 must divide the 8x8"):
         images.downsampled_shape((8, 8, 1), 3)
-    for name in ("digits", "patches"):
+    for name in ("digits", "patches", "photos"):
         assert load_images(name, 2).image_shape == images.SOURCE_SHAPES[name]

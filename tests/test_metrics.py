@@ -65,3 +65,43 @@ def test_metrics_refuse_non_finite_inputs_and_pixels_outside_the_unit_range():
     images = np.full((2, 8, 8, 1), 0.5)
     with pytest.raises(ValueError, match=r"images_hat must have pixels in \[0, 1\].*1.5"):
         metrics.image_metrics(images, images + 1.0)
+
+
+def test_ssim_baseline_is_the_best_same_class_look_alike():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(3)
+    train = rng.uniform(size=(2, 12, 12, 3))
+    near = np.clip(train[0] + 0.05 * rng.normal(size=train[0].shape), 0, 1)
+    pool = np.stack([rng.uniform(size=(12, 12, 3)), near, rng.uniform(size=(12, 12, 3))])
+    labels_pool = np.array([0, 0, 1])
+    baseline = metrics.ssim_baseline(train, [0, 1], pool, labels_pool)
+    expect0 = max(structural_similarity(train[0], p, data_range=1.0, channel_axis=-1,
+                                        win_size=7) for p in pool[:2])
+    assert baseline[0] == pytest.approx(expect0) and baseline[0] > 0.5
+    # image 1 is compared with class 1 only: the look-alike of image 0 does not count
+    assert baseline[1] == pytest.approx(structural_similarity(
+        train[1], pool[2], data_range=1.0, channel_axis=-1, win_size=7))
+    assert baseline[1] < 0.2
+    # half the gap to a perfect copy: 0.3 -> above 0.65, 0.9 -> above 0.95
+    ok = metrics.beats_baseline([0.66, 0.6, 0.94, 0.96], [0.3, 0.3, 0.9, 0.9])
+    assert ok.tolist() == [True, False, False, True]
+    assert metrics.beats_baseline([0.35], [0.3], margin=0.0).tolist() == [True]
+    assert metrics.beats_baseline([0.99], [0.3], margin=1.0).tolist() == [False]
+
+
+def test_ssim_baseline_bad_input():
+    rng = np.random.default_rng(0)
+    train, pool = rng.uniform(size=(2, 8, 8)), rng.uniform(size=(3, 8, 8))
+    with pytest.raises(ValueError, match=r"no image of class\(es\) \[1\]"):
+        metrics.ssim_baseline(train, [0, 1], pool, [0, 0, 0])
+    with pytest.raises(ValueError, match="training images' shape"):
+        metrics.ssim_baseline(train, [0, 1], rng.uniform(size=(3, 9, 9)), [0, 1, 1])
+    with pytest.raises(ValueError, match="one class per image"):
+        metrics.ssim_baseline(train, [0], pool, [0, 1, 1])
+    with pytest.raises(ValueError, match=r"pixels in \[0, 1\]"):
+        metrics.ssim_baseline(train * 2, [0, 1], pool, [0, 1, 1])
+    with pytest.raises(ValueError, match=r"margin must lie in \[0, 1\]"):
+        metrics.beats_baseline([0.5], [0.1], margin=1.5)
+    with pytest.raises(ValueError, match="same length"):
+        metrics.beats_baseline([0.5, 0.2], [0.1])

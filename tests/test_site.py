@@ -274,6 +274,13 @@ def test_theorems_exercises_equations_and_figure_references_render(built_book):
     assert "cdn.jsdelivr.net/npm/mathjax" not in intro, "MathJax is served from the site"
 
 
+def test_intro_opens_with_the_law_in_pictures(built_book):
+    intro = page(built_book, "book/intro")
+    assert 'src="../figures/images-rf-law.png"' in intro
+    assert intro.index("images-rf-law.png") < intro.index('id="the-claim"')
+    assert (built_book / "figures" / "images-rf-law.png").stat().st_size > 0
+
+
 def test_every_chapter_glues_its_claims_and_shows_each_failing_one(built_book):
     """Each chapter glues ``claims`` as records; every claim its run does not support is
     named in a warning box on its page (none when all hold), and the status page counts

@@ -23,6 +23,7 @@ the solver sees ``theta``, the feature map and ``n``, nothing else.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
@@ -44,12 +45,16 @@ from recon.loss import projection_loss
 
 class ChapterData(NamedTuple):
     """The training images of a chapter: the dataset, its rows on the sphere of radius
-    ``sqrt(d)`` (``X``, float32 ``n x d``) and each row's scale ``||x_i|| / sqrt(d)`` before
-    that projection (``scale``, ``n x 1``), so ``from_sphere(X, scale) == dataset.X``."""
+    ``sqrt(d)`` (``X``, float32 ``n x d``), each row's scale ``||x_i|| / sqrt(d)`` before
+    that projection (``scale``, ``n x 1``), so ``from_sphere(X, scale) == dataset.X``, and
+    each image's SSIM baseline (``baseline``, ``(n,)``): the best SSIM of a held-out image of
+    its class, what a guess reaches without the weights (:func:`recon.metrics.ssim_baseline`).
+    """
 
     dataset: images.ImageDataset
     X: np.ndarray
     scale: np.ndarray
+    baseline: np.ndarray
 
     @property
     def n(self) -> int:
@@ -67,7 +72,7 @@ class ChapterData(NamedTuple):
         return self.d * self.n
 
     def description(self) -> str:
-        """e.g. ``"patches (astronaut vs coffee), 6 images of 8x8x3"``."""
+        """e.g. ``"photos (colour vs grayscale), 10 images of 16x16x3"``."""
         ds = self.dataset
         joiner = " vs " if len(ds.classes) == 2 else ", "
         shape = "x".join(map(str, ds.image_shape))
@@ -98,7 +103,10 @@ class Outcome(NamedTuple):
         images_hat: ``X_hat`` as images in ``[0, 1]`` (sphere scale and normalisation undone).
         psnr, ssim: per-image PSNR (dB) and SSIM against the originals.
         ssim_success: number of images with SSIM above the chapter's level.
+        beats_baseline: number of images whose SSIM beats their baseline clearly
+            (:func:`recon.metrics.beats_baseline` with the chapter's margin).
         history: the solver's :class:`recon.solver.History`.
+        wall_seconds: the whole run: training, attack and evaluation.
     """
 
     size: int
@@ -121,7 +129,9 @@ class Outcome(NamedTuple):
     psnr: np.ndarray
     ssim: np.ndarray
     ssim_success: int
+    beats_baseline: int
     history: Any
+    wall_seconds: float = float("nan")
 
     @property
     def mean_ssim(self) -> float:
@@ -143,13 +153,15 @@ class Outcome(NamedTuple):
                 f"{self.recovered_fraction:.0%}, mean SSIM {self.mean_ssim:.3f}")
 
 
-def evaluate(data: ChapterData, X_hat, threshold: float = 1e-2, ssim_level: float = 0.4):
+def evaluate(data: ChapterData, X_hat, threshold: float = 1e-2, ssim_level: float = 0.4,
+             margin: float = 0.5):
     """Compare a reconstruction ``X_hat`` (rows on the sphere, any order and signs) with the
     training images: Hungarian matching with the sign-aware error, each matched row flipped to
-    the sign that matches its training row (:func:`recon.metrics.align`), then the errors and
-    the image metrics.
+    the sign that matches its training row (:func:`recon.metrics.align`), then the errors, the
+    image metrics and the count of SSIMs that close more than the share ``margin`` of the gap
+    from ``data.baseline`` to 1 (:func:`recon.metrics.beats_baseline`).
 
-    Returns a dict with the :class:`Outcome` fields ``X_hat`` ... ``ssim_success``.
+    Returns a dict with the :class:`Outcome` fields ``X_hat`` ... ``beats_baseline``.
     """
     aligned = metrics.align(X_hat, data.X, sign_aware=True)
     images_hat = data.dataset.to_images(images.from_sphere(aligned.X_hat, data.scale))
@@ -164,6 +176,7 @@ def evaluate(data: ChapterData, X_hat, threshold: float = 1e-2, ssim_level: floa
         "psnr": quality.psnr,
         "ssim": quality.ssim,
         "ssim_success": metrics.ssim_success(quality.ssim, ssim_level),
+        "beats_baseline": int(metrics.beats_baseline(quality.ssim, data.baseline, margin).sum()),
     }
 
 
@@ -172,7 +185,12 @@ class ImageChapter(ChapterSettings):
     """Settings shared by the image chapters.
 
     Attributes:
-        dataset: ``"patches"``, ``"digits"`` or ``"cifar10"`` (see :mod:`recon.images`).
+        dataset: ``"photos"``, ``"patches"``, ``"digits"`` or ``"cifar10"`` (see
+            :mod:`recon.images`).
+        image_side: ``"photos"``: the thumbnails' side in pixels (one of
+            :data:`recon.images.PHOTO_SIDES`); other datasets: ``None`` or their fixed side.
+        channels: ``"photos"``: 3 (colour) or 1 (grey); other datasets: ``None`` or their
+            fixed channel count.
         n: number of training images.
         classes: the classes (names or indices); ``None`` for the chapter's default.
         downsample: average each ``f x f`` block of pixels (``d`` shrinks by ``f^2``).
@@ -190,15 +208,23 @@ class ImageChapter(ChapterSettings):
         ssim_level: an image counts as reconstructed when its SSIM is above this (0.4 in the
             paper).
         show: how many images the grid figure shows (spread evenly over the classes).
+        holdout: held-out images per class for the SSIM baseline
+            (:func:`recon.images.load_holdout`).
+        baseline_margin: an image beats its baseline when its SSIM closes more than this
+            share of the gap from the baseline to a perfect copy (SSIM 1)
+            (:func:`recon.metrics.beats_baseline`).
     """
 
     task: ClassVar[str] = "binary"
     normalization: ClassVar[str] = "global"
     size_name: ClassVar[str] = "p"
     p_formula: ClassVar[str] = "p"
-    unset: ClassVar[dict] = {"classes": [], "data_root": "", "lr": 0, "tol": 0}
+    unset: ClassVar[dict] = {"classes": [], "data_root": "", "lr": 0, "tol": 0,
+                             "image_side": 0, "channels": 0}
 
-    dataset: str = "patches"
+    dataset: str = "photos"
+    image_side: int | None = None
+    channels: int | None = None
     n: int = 6
     classes: list | None = None
     downsample: int = 1
@@ -214,6 +240,8 @@ class ImageChapter(ChapterSettings):
     threshold: float = 1e-2
     ssim_level: float = 0.4
     show: int = 10
+    holdout: int = 20
+    baseline_margin: float = 0.5
 
     def __post_init__(self):
         self._check_data()
@@ -232,6 +260,9 @@ class ImageChapter(ChapterSettings):
         checks.positive_float("threshold", self.threshold)
         checks.fraction("ssim_level", self.ssim_level)
         checks.positive_int("show", self.show)
+        checks.positive_int("holdout", self.holdout)
+        object.__setattr__(self, "baseline_margin",
+                           checks.fraction("baseline_margin", self.baseline_margin))
 
     def _check_data(self) -> None:
         """The dataset, the number of images, the classes and the downsampling factor."""
@@ -245,7 +276,11 @@ class ImageChapter(ChapterSettings):
                 raise TypeError(f"classes must be a list of class names or indices (or None "
                                 f"for the default), got {self.classes!r}")
             object.__setattr__(self, "classes", list(self.classes))
-        images.downsampled_shape(images.SOURCE_SHAPES[self.dataset], self.downsample)
+        images.downsampled_shape(self.source_shape, self.downsample)
+        if self.dataset == "photos" and self.n > len(images.ALL_PHOTOS):
+            raise ValueError(f"n must be at most {len(images.ALL_PHOTOS)} for dataset 'photos' "
+                             f"(one picture per sample: {len(images.COLOUR_PHOTOS)} colour, "
+                             f"{len(images.GRAYSCALE_PHOTOS)} grey), got n={self.n}")
         checks.positive_int("sample_seed", self.sample_seed, minimum=-1)
         if self.data_root is not None and not isinstance(self.data_root, str):
             raise TypeError(f"data_root must be a folder path (str), got {self.data_root!r}")
@@ -253,9 +288,33 @@ class ImageChapter(ChapterSettings):
     # ------------------------------------------------------------------ data
 
     @property
+    def source_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of one image before downsampling: the photos' thumbnails of
+        ``image_side`` and ``channels``; for the other datasets their fixed shape, which
+        ``image_side`` and ``channels`` may repeat but not change."""
+        if self.dataset == "photos":
+            return images.source_shape("photos", self.image_side, self.channels)
+        shape = images.source_shape(self.dataset)
+        for name, value, fixed in (("image_side", self.image_side, shape[0]),
+                                   ("channels", self.channels, shape[2])):
+            if value is not None and value != fixed:
+                raise ValueError(f"{name}={value!r} does not apply to dataset "
+                                 f"{self.dataset!r}, whose images are "
+                                 f"{'x'.join(map(str, shape))}: use 0 (unset) or {fixed}, or "
+                                 "dataset='photos' to choose the size")
+        return shape
+
+    def photo_options(self) -> dict:
+        """``side`` and ``channels`` for :func:`recon.images.load_images` (photos only)."""
+        if self.dataset != "photos":
+            return {}
+        H, _, C = self.source_shape
+        return {"side": H, "channels": C}
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of one training image after downsampling."""
-        return images.downsampled_shape(images.SOURCE_SHAPES[self.dataset], self.downsample)
+        return images.downsampled_shape(self.source_shape, self.downsample)
 
     @property
     def d(self) -> int:
@@ -273,13 +332,19 @@ class ImageChapter(ChapterSettings):
         return {"task": self.task, "classes": self.classes}
 
     def load(self) -> ChapterData:
-        """Load the ``n`` images and put each row on the sphere of radius ``sqrt(d)``."""
+        """Load the ``n`` images, put each row on the sphere of radius ``sqrt(d)``, and
+        compute each image's SSIM baseline against ``holdout`` unseen images of its class."""
         ds = images.load_images(self.dataset, self.n, normalization=self.normalization,
                                 downsample=self.downsample,
                                 seed=None if self.sample_seed < 0 else self.sample_seed,
-                                root=self.data_root, **self.load_options())
+                                root=self.data_root, **self.load_options(),
+                                **self.photo_options())
         X, scale = images.to_sphere(ds.X)
-        return ChapterData(ds, np.asarray(X, np.float32), np.asarray(scale))
+        pool = images.load_holdout(ds, self.holdout, downsample=self.downsample,
+                                   root=self.data_root, **self.photo_options())
+        baseline = metrics.ssim_baseline(ds.to_images(), ds.labels, pool.to_images(),
+                                         pool.labels)
+        return ChapterData(ds, np.asarray(X, np.float32), np.asarray(scale), baseline)
 
     # ------------------------------------------------------------------ models
 
@@ -333,6 +398,7 @@ class ImageChapter(ChapterSettings):
         """Train a model of ``size`` on ``data``, reconstruct its training images from the
         readout alone, and evaluate the reconstruction against the truth."""
         size = checks.positive_int(self.size_name, size)
+        start = time.perf_counter()
         problem, train_loss, train_steps = self.train(data, size, progress)
         truth = jnp.asarray(data.X, problem.theta.dtype)
         solver = self.make_solver()
@@ -346,7 +412,9 @@ class ImageChapter(ChapterSettings):
                        loss_at_truth=loss_at_truth, iterations=result.iterations,
                        seconds=result.seconds, compile_seconds=result.compile_seconds,
                        converged=result.converged, history=result.history,
-                       **evaluate(data, result.X, self.threshold, self.ssim_level))
+                       **evaluate(data, result.X, self.threshold, self.ssim_level,
+                                  self.baseline_margin),
+                       wall_seconds=time.perf_counter() - start)
 
     def sweep(self, data: ChapterData, main: Outcome | None = None,
               progress: bool = True) -> list[Outcome]:
@@ -369,8 +437,11 @@ class ImageChapter(ChapterSettings):
         the data, the main run and the sweep (``table`` from :func:`sweep_table`)."""
         below = table[table.p < data.dn]
         full = table[table.recovered_fraction == 1.0]
+        beaten = table[table.beats_baseline == data.n]
+        H, _, C = data.dataset.image_shape
         return {
             "dataset": data.dataset.name, "dataset_description": data.description(),
+            "image_side": H, "channels": C, "d": data.d,
             "n_images": data.n, "dn": data.dn,
             "p_over_dn": decimals(main.p_over_dn, 2),
             "recovered_fraction": main.recovered_fraction,
@@ -378,6 +449,13 @@ class ImageChapter(ChapterSettings):
             "mean_ssim": decimals(main.mean_ssim, 3),
             "mean_psnr": decimals(main.mean_psnr, 1),
             "ssim_success": main.ssim_success,
+            "ssim_baseline": decimals(float(np.mean(data.baseline)), 3),
+            "beats_baseline": main.beats_baseline,
+            "baseline_margin": self.baseline_margin,
+            "holdout": self.holdout,
+            "first_all_beat_baseline": (decimals(beaten.p_over_dn.min(), 2) if len(beaten)
+                                        else "none"),
+            "sweep_seconds": decimals(float(table.wall_seconds.sum()), 0),
             "sign_flips": main.sign_flips,
             "loss": significant(main.loss, 2),
             "iterations": main.iterations,
@@ -392,10 +470,18 @@ class ImageChapter(ChapterSettings):
     def claims(self, data: ChapterData, main: Outcome, table: pd.DataFrame) -> list[Claim]:
         """The chapter's observed statements, checked on the sweep ``table``: no model below
         ``2 d n`` recovers every image (exact recovery needs several times ``d n`` here),
-        and the mean SSIM at the sweep's largest ``p`` is above that at its smallest."""
+        every model from ``5 d n`` on beats the SSIM baseline on every image, and the mean
+        SSIM at the sweep's largest ``p`` is above that at its smallest."""
         early = table[table.p_over_dn < 2]
+        late = table[table.p_over_dn >= 5 - 1e-9]
         ends = table.sort_values("p")
         return [
+            claim("all_beat_baseline_from_5dn", "Every model of the sweep from p = 5 dn on "
+                  "reconstructs every image with an SSIM clearly above its baseline (the best "
+                  "held-out look-alike): closer to a perfect copy by the margin's share.",
+                  len(late) and (late.beats_baseline == data.n).all(), models=len(late),
+                  fewest=int(late.beats_baseline.min()) if len(late) else None,
+                  n=data.n, margin=self.baseline_margin),
             claim("no_exact_recovery_below_2dn", "No model of the sweep below p = 2 dn "
                   "recovers every image to the matched-error threshold.",
                   len(early) and (early.recovered_fraction < 1).all(), models=len(early),
@@ -478,15 +564,22 @@ class NetworkChapter(ImageChapter):
 
 # ---------------------------------------------------------------------- tables and figures
 
-def sweep_table(outcomes: list[Outcome], size_column: str = "size") -> pd.DataFrame:
-    """The sweep as a table, one row per model size (the size in column ``size_column``)."""
-    return pd.DataFrame([{
+def sweep_table(outcomes: list[Outcome], size_column: str = "size",
+                data: ChapterData | None = None) -> pd.DataFrame:
+    """The sweep as a table, one row per model size (the size in column ``size_column``);
+    with ``data``, the mean SSIM baseline in column ``mean_baseline``."""
+    table = pd.DataFrame([{
         size_column: o.size, "p": o.p, "p_over_dn": round(o.p_over_dn, 3),
         "mean_error": o.mean_error, "recovered_fraction": o.recovered_fraction,
         "mean_ssim": o.mean_ssim, "mean_psnr": o.mean_psnr, "ssim_success": o.ssim_success,
+        "beats_baseline": o.beats_baseline,
         "loss": o.loss, "loss_at_truth": o.loss_at_truth, "train_loss": o.train_loss,
         "iterations": o.iterations, "seconds": round(o.seconds, 1),
+        "wall_seconds": round(o.wall_seconds, 1),
     } for o in outcomes])
+    if data is not None:
+        table["mean_baseline"] = float(np.mean(data.baseline))
+    return table
 
 
 def image_table(data: ChapterData, outcome: Outcome) -> pd.DataFrame:
@@ -497,7 +590,9 @@ def image_table(data: ChapterData, outcome: Outcome) -> pd.DataFrame:
         "error": outcome.errors,
         "PSNR (dB)": outcome.psnr,
         "SSIM": outcome.ssim,
-    }).rename_axis("image").round({"error": 4, "PSNR (dB)": 1, "SSIM": 3})
+        "baseline SSIM": data.baseline,
+    }).rename_axis("image").round({"error": 4, "PSNR (dB)": 1, "SSIM": 3,
+                                   "baseline SSIM": 3})
 
 
 def shown(n: int, count: int) -> np.ndarray:
@@ -521,6 +616,25 @@ def grid_figure(name: str, settings: ImageChapter, data: ChapterData, main: Outc
                                data={"dataset": data.description(), "shown": index,
                                      "ssim": main.ssim, "psnr": main.psnr,
                                      "errors": main.errors})
+
+
+def law_figure(name: str, settings: ImageChapter, data: ChapterData,
+               outcomes: list[Outcome]) -> dict:
+    """The law in pictures: ``settings.show`` training images (top row) above their matched
+    reconstructions from every model of the sweep, one row per ``p/(dn)``, each row labelled
+    with how many of the ``n`` images beat the SSIM baseline; saved as ``name``. Returns the
+    files written."""
+    ds = data.dataset
+    index = shown(data.n, settings.show)
+    outcomes = sorted(outcomes, key=lambda o: o.p)
+    labels = [f"p/(dn) = {o.p_over_dn:.2g}\n{o.beats_baseline}/{data.n} beat" for o in outcomes]
+    fig = plots.plot_law_grid(ds.to_images()[index], [o.images_hat[index] for o in outcomes],
+                              labels, [ds.classes[c] for c in ds.labels[index]])
+    return figures.save_figure(fig, name, params=settings.as_dict(), data={
+        "dataset": data.description(), "shown": index, "dn": data.dn,
+        "baseline": data.baseline, "margin": settings.baseline_margin,
+        "rows": [{"p": o.p, "p_over_dn": o.p_over_dn, "ssim": o.ssim,
+                  "beats_baseline": o.beats_baseline} for o in outcomes]})
 
 
 def quality_figure(name: str, settings: ImageChapter, main: Outcome) -> dict:

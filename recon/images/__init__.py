@@ -1,6 +1,6 @@
 """Real image datasets, all behind one interface (:class:`ImageDataset`).
 
-Three sources, one entry point :func:`load_images`:
+Four sources, one entry point :func:`load_images`:
 
 ``"cifar10"``
     CIFAR-10 read with numpy from its official *binary* archive ``cifar-10-binary.tar.gz``
@@ -10,6 +10,12 @@ Three sources, one entry point :func:`load_images`:
 ``"digits"``
     scikit-learn's handwritten digits (1797 grey 8x8 images, classes ``"0"`` ... ``"9"``),
     shipped inside the package, so everything runs offline.
+``"photos"``
+    whole photographs bundled inside scikit-image and scikit-learn, each centre-cropped to a
+    square and shrunk with an antialiasing resize to a ``side x side`` thumbnail (16 or 32
+    pixels, ...), one picture per sample; two classes, ``"colour"`` (ten colour photographs)
+    and ``"grayscale"`` (ten grey pictures, channel repeated, or every picture in grey with
+    ``channels=1``): see :mod:`recon.images.photos`.
 ``"patches"``
     32x32x3 patches cut on a non-overlapping grid from the colour photographs that ship
     inside scikit-image (:data:`PHOTOS`); a patch's class is the photograph it comes from,
@@ -49,10 +55,15 @@ matched to ``x_i`` with the norm of ``x_i``: ``ds.to_images(from_sphere(x_hat, s
 The package: :mod:`recon.images.dataset` (the interface and the sphere),
 :mod:`recon.images.selection` (which images, checked before loading, and their
 normalisation), :mod:`recon.images.cifar10` (the archive: checksum, safe extraction, reading)
-and :mod:`recon.images.sources` (digits and photo patches).
+and :mod:`recon.images.sources` (digits and photo patches), :mod:`recon.images.photos` (whole
+photographs as thumbnails).
 """
 
 from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
 
 from recon import checks
 from recon.images.cifar10 import (CIFAR10_ARCHIVE, CIFAR10_CLASSES, CIFAR10_FOLDER, CIFAR10_MD5,
@@ -64,10 +75,16 @@ from recon.images.cifar10 import (CIFAR10_ARCHIVE, CIFAR10_CLASSES, CIFAR10_FOLD
 from recon.images.dataset import ImageDataset, from_sphere, to_sphere
 from recon.images.selection import (DATASETS, DEFAULT_PAIRS, NORMALIZATIONS, TASKS,
                                     downsampled_shape)
+from recon.images.photos import (ALL_PHOTOS, COLOUR_PHOTOS, GRAYSCALE_PHOTOS, PHOTO_CHANNELS,
+                                 PHOTO_CLASSES, PHOTO_GROUPS, PHOTO_SIDE, PHOTO_SIDES,
+                                 load_photos, photo_shape, thumbnail, whole_photo)
 from recon.images.sources import (DIGITS_CLASSES, DIGITS_SHAPE, PATCH_SIZE, PHOTOS, load_digits,
                                   load_patches, photo)
 
 __all__ = [
+    "ALL_PHOTOS", "COLOUR_PHOTOS", "GRAYSCALE_PHOTOS", "PHOTO_CHANNELS", "PHOTO_CLASSES",
+    "PHOTO_GROUPS", "PHOTO_SIDE", "PHOTO_SIDES", "load_photos", "photo_shape", "source_shape",
+    "thumbnail", "whole_photo", "load_holdout",
     "CIFAR10_ARCHIVE", "CIFAR10_CLASSES", "CIFAR10_FOLDER", "CIFAR10_MD5", "CIFAR10_MEAN",
     "CIFAR10_META", "CIFAR10_PER_CLASS", "CIFAR10_RECORD", "CIFAR10_SHAPE", "CIFAR10_SPLITS",
     "CIFAR10_STD", "CIFAR10_URL", "DATASETS", "DEFAULT_PAIRS", "DIGITS_CLASSES", "DIGITS_SHAPE",
@@ -80,12 +97,28 @@ __all__ = [
 
 # Shape (H, W, C) of one image of each source before downsampling (patches: the default cut).
 SOURCE_SHAPES = {"cifar10": CIFAR10_SHAPE, "digits": DIGITS_SHAPE,
-                 "patches": (PATCH_SIZE, PATCH_SIZE, 3)}
+                 "patches": (PATCH_SIZE, PATCH_SIZE, 3), "photos": (PHOTO_SIDE, PHOTO_SIDE, 3)}
+
+
+def source_shape(name: str, side=None, channels=None) -> tuple[int, int, int]:
+    """Shape ``(H, W, C)`` of one image of dataset ``name`` before downsampling; ``side`` and
+    ``channels`` choose the thumbnails of ``"photos"`` (default 32 and 3) and must stay
+    ``None`` for the other datasets, whose shape is fixed."""
+    checks.choice("name", name, DATASETS)
+    if name == "photos":
+        return photo_shape(PHOTO_SIDE if side is None else side,
+                           3 if channels is None else channels)
+    for option, value in (("side", side), ("channels", channels)):
+        if value is not None:
+            raise ValueError(f"{option}={value!r} only applies to dataset 'photos'; "
+                             f"{name!r} images are {'x'.join(map(str, SOURCE_SHAPES[name]))}")
+    return SOURCE_SHAPES[name]
 
 
 def load_images(name: str, n: int, *, task: str = "binary", classes=None, k=None,
                 normalization: str = "global", downsample: int = 1, seed=None, root=None,
-                download: bool = False, checksum=None, split: str = "train") -> ImageDataset:
+                download: bool = False, checksum=None, split: str = "train", side=None,
+                channels=None) -> ImageDataset:
     """Load ``n`` images of dataset ``name`` (one of :data:`DATASETS`) as an :class:`ImageDataset`.
 
     Args:
@@ -103,8 +136,15 @@ def load_images(name: str, n: int, *, task: str = "binary", classes=None, k=None
         seed: ``None`` for the first images of each class in file order (the paper), or an
             integer for a random subset from ``numpy.random.default_rng(seed)``.
         root, download, checksum, split: CIFAR-10 only, see :func:`load_cifar10`.
+        side, channels: ``"photos"`` only: the thumbnail's side (one of
+            :data:`PHOTO_SIDES`, default 32) and 1 (grey) or 3 (colour, the default).
     """
-    checks.choice("name", name, DATASETS)
+    source_shape(name, side, channels)
+    if name == "photos":
+        return load_photos(n, task=task, classes=classes, k=k, normalization=normalization,
+                           downsample=downsample, seed=seed,
+                           side=PHOTO_SIDE if side is None else side,
+                           channels=3 if channels is None else channels)
     if name == "cifar10":
         return load_cifar10(n, task=task, classes=classes, k=k, normalization=normalization,
                             downsample=downsample, seed=seed, root=root, download=download,
@@ -112,3 +152,46 @@ def load_images(name: str, n: int, *, task: str = "binary", classes=None, k=None
     loader = load_digits if name == "digits" else load_patches
     return loader(n, task=task, classes=classes, k=k, normalization=normalization,
                   downsample=downsample, seed=seed)
+
+
+def load_holdout(dataset: ImageDataset, per_class: int, *, downsample: int = 1, side=None,
+                 channels=None, root=None, split: str = "train") -> ImageDataset:
+    """Up to ``per_class`` images of each class of ``dataset`` that it does *not* contain
+    (same source, same classes, same shape), pixels in ``[0, 1]`` (``normalization="none"``):
+    the pool of :func:`recon.metrics.ssim_baseline`.
+
+    They are taken in file order (for photos: each group's order, at most the group's ten
+    pictures in all) from the first ``n/k + per_class`` images of each class, with the
+    training images left out, so a class may give fewer than ``per_class`` (never none unless
+    the source has no other image of it). ``downsample``, ``side``, ``channels``, ``root``
+    and ``split`` must be those ``dataset`` was loaded with."""
+    if not isinstance(dataset, ImageDataset):
+        raise TypeError(f"dataset must be an ImageDataset, got {type(dataset).__name__}")
+    per_class = checks.positive_int("per_class", per_class)
+    trained = dataset.n // dataset.k
+    take = trained + per_class
+    if dataset.name == "photos":
+        take = min(take, min(len(PHOTO_GROUPS[c]) for c in dataset.classes))
+    if take <= trained:
+        raise ValueError(f"every picture of the classes {list(dataset.classes)} is a training "
+                         f"image, so none is left to hold out; lower n")
+    extra = {"root": root, "split": split} if dataset.name == "cifar10" else {}
+    if dataset.name == "photos":
+        extra = {"side": side, "channels": channels}
+    pool = load_images(dataset.name, take * dataset.k, task="multiclass",
+                       classes=list(dataset.classes), normalization="none",
+                       downsample=downsample, seed=None, **extra)
+    seen = set(zip(dataset.labels.tolist(), dataset.index.tolist()))
+    keep = np.array([(c, i) not in seen for c, i in zip(pool.labels.tolist(),
+                                                        pool.index.tolist())])
+    if pool.image_shape != dataset.image_shape:
+        raise ValueError(f"the held-out images are {pool.image_shape}, the dataset's "
+                         f"{dataset.image_shape}: pass the downsample/side/channels it was "
+                         "loaded with")
+    per = np.zeros(dataset.k, int)
+    for row in np.flatnonzero(keep):
+        c = pool.labels[row]
+        keep[row] = per[c] < per_class
+        per[c] += keep[row]
+    return dataclasses.replace(pool, X=pool.X[keep], y=pool.y[keep], labels=pool.labels[keep],
+                               index=pool.index[keep])

@@ -27,7 +27,8 @@ class ImageDataset:
             ``X = (pixels - mean) / std``, ``pixels`` in ``[0, 1]``, broadcast over channels.
         index: ``int64`` array ``(n,)``, where each row comes from (record number in the
             CIFAR-10 split, position in scikit-learn's digits, grid cell of the photograph in
-            row-major order for patches).
+            row-major order for patches, position in :data:`recon.images.ALL_PHOTOS` for
+            photos).
     """
 
     X: np.ndarray

@@ -13,12 +13,12 @@ import numpy as np
 from recon import checks
 from recon.images.dataset import ImageDataset
 
-DATASETS = ("cifar10", "digits", "patches")
+DATASETS = ("cifar10", "digits", "patches", "photos")
 TASKS = ("binary", "multiclass")
 NORMALIZATIONS = ("global", "channel", "none")
 
 DEFAULT_PAIRS = {"cifar10": ("frog", "truck"), "digits": ("0", "1"),
-                 "patches": ("astronaut", "coffee")}
+                 "patches": ("astronaut", "coffee"), "photos": ("colour", "grayscale")}
 
 
 @dataclass(frozen=True)
