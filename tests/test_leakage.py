@@ -209,7 +209,7 @@ def test_the_leakage_chapter_reads_its_onsets_and_claims_from_the_table():
     verdicts = {c.name: c.holds for c in chapter.claims(settings, table)}
     assert verdicts == {"labels_before_data": True, "no_exact_recovery_below": True,
                         "membership_leaks_below": True, "pinned_silent_far_below": True,
-                        "all_leak_above": True}
+                        "one_point_weak_but_early": False, "all_leak_above": True}
     table.loc[table["ratio"] == 0.9, "recovered"] = 0.5
     verdicts = {c.name: c.holds for c in chapter.claims(settings, table)}
     assert not verdicts["no_exact_recovery_below"]
