@@ -621,11 +621,14 @@ def stop_finished(state: SolverState, *, finite: np.ndarray, clock: Clock,
 def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
              programs: Programs, recorder: Recorder) -> SolverState:
     """The Gauss-Newton end game (:class:`recon.solver_parts.Polish`) of problem ``g``'s best
-    start: polish it; then, while its loss is above ``tol`` (a nearby minimum) or a candidate
-    is not pinned (leave-one-out confidence below ``polish.pinned``), re-seed the least
-    pinned candidate and polish again, at most ``polish.rounds`` times (none when re-seeding
-    is off), keeping a try only if it lowers the loss (above ``tol``) or pins more (at
-    ``tol``). The result becomes the start's best if it is lower, but the start itself goes on
+    start: polish it; then, while a candidate is not pinned (leave-one-out confidence below
+    ``polish.pinned``), re-seed the least pinned candidate and polish again, at most
+    ``polish.rounds`` times (none when re-seeding is off), keeping a try only if it lowers the
+    loss (above ``tol``) or pins more (at ``tol``). A polish that ends above ``tol`` with every
+    candidate pinned is not re-seeded: each candidate explains at least ``pinned`` times what
+    is left of ``theta``, so the rest is a floor (a network's training loss, round-off), not a
+    missing sample, and a re-seed only finds the same point again (judged from ``theta``
+    alone). The result becomes the start's best if it is lower, but the start itself goes on
     from where Adam left it (a polish above ``tol`` ends in a nearby minimum that Adam, still
     moving, may pass); a problem at ``tol`` stops, solved or ``unpinned``."""
     polish = solver.polish
@@ -637,7 +640,7 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     key = state.key[g]
     confidence = programs.confidences(X, g)
     for _ in range(polish.rounds if solver.reseed is not None else 0):
-        if loss <= solver.tol and confidence.min() >= polish.pinned:
+        if confidence.min() >= polish.pinned:  # none loose: no re-seed can help
             break
         key, sub = jax.random.split(key)
         X_try, loss_try, used = programs.polish(programs.reseed_one(X, g, sub), g)

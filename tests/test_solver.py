@@ -194,6 +194,24 @@ def test_a_second_solve_of_the_same_kind_and_shapes_compiles_nothing():
                          progress=False).compile_seconds > 0
 
 
+def test_a_floor_with_every_candidate_pinned_is_not_reseeded(monkeypatch):
+    ds, _, _, problem, key = make_rf(n=3, d=6, p=120)
+    theta = problem.theta
+    noise = jax.random.normal(jax.random.key(5), theta.shape, theta.dtype)
+    floored = dataclasses.replace(  # theta a little outside the data's span: a loss floor
+        problem, theta=theta + 1e-4 * jnp.linalg.norm(theta) * noise / np.sqrt(theta.size))
+    reseeded = []
+    original = solvers.Programs.reseed_one
+    monkeypatch.setattr(solvers.Programs, "reseed_one",
+                        lambda self, *a, **k: reseeded.append(1) or original(self, *a, **k))
+    result = solvers.solve(floored, solvers.preset("default", max_steps=1500, tol=1e-14), key,
+                           progress=False)
+    assert result.stop_reason == "budget" and result.loss > 1e-14
+    assert result.confidence.min() >= solvers.Polish().pinned
+    assert not reseeded  # every candidate pinned: the rest of theta is a floor
+    assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2
+
+
 def test_programs_do_not_hold_the_problems_arrays():
     _, _, _, problem, _ = make_rf(n=3, d=6, p=60)
     kind = program_cache.program_problem(problem)
