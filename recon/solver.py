@@ -618,19 +618,25 @@ def stop_finished(state: SolverState, *, finite: np.ndarray, clock: Clock,
     return stop_problems(state, reached, clock=clock), np.zeros_like(reached)
 
 
+#: relative difference under which a re-seeded polish counts as back at the same floor
+FLOOR_MATCH = 1e-3
+
+
 def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
              programs: Programs, recorder: Recorder) -> SolverState:
     """The Gauss-Newton end game (:class:`recon.solver_parts.Polish`) of problem ``g``'s best
-    start: polish it; then, while a candidate is not pinned (leave-one-out confidence below
-    ``polish.pinned``), re-seed the least pinned candidate and polish again, at most
-    ``polish.rounds`` times (none when re-seeding is off), keeping a try only if it lowers the
-    loss (above ``tol``) or pins more (at ``tol``). A polish that ends above ``tol`` with every
-    candidate pinned is not re-seeded: each candidate explains at least ``pinned`` times what
-    is left of ``theta``, so the rest is a floor (a network's training loss, round-off), not a
-    missing sample, and a re-seed only finds the same point again (judged from ``theta``
-    alone). The result becomes the start's best if it is lower, but the start itself goes on
-    from where Adam left it (a polish above ``tol`` ends in a nearby minimum that Adam, still
-    moving, may pass); a problem at ``tol`` stops, solved or ``unpinned``."""
+    start: polish it; then, while its loss is above ``tol`` (a nearby minimum) or a candidate
+    is not pinned (leave-one-out confidence below ``polish.pinned``), re-seed the least
+    pinned candidate and polish again, at most ``polish.rounds`` times (none when re-seeding
+    is off), keeping a try only if it lowers the loss (above ``tol``) or pins more (at
+    ``tol``). Above ``tol``, a try that comes back to the same loss (within
+    :data:`FLOOR_MATCH`) with every candidate pinned ends the rounds: each candidate explains
+    at least ``pinned`` times what is left of ``theta`` and the re-seed found the same point
+    again, so the rest is a floor (a network's training loss, round-off), which more re-seeds
+    would only find again (judged from ``theta`` alone). The result becomes the start's best
+    if it is lower, but the start itself goes on from where Adam left it (a polish above
+    ``tol`` ends in a nearby minimum that Adam, still moving, may pass); a problem at ``tol``
+    stops, solved or ``unpinned``."""
     polish = solver.polish
     b = int(np.argmin(state.best_loss[g]))
     X, loss = state.best_X[g, b], float(state.best_loss[g, b])
@@ -640,12 +646,15 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     key = state.key[g]
     confidence = programs.confidences(X, g)
     for _ in range(polish.rounds if solver.reseed is not None else 0):
-        if confidence.min() >= polish.pinned:  # none loose: no re-seed can help
+        if loss <= solver.tol and confidence.min() >= polish.pinned:
             break
         key, sub = jax.random.split(key)
         X_try, loss_try, used = programs.polish(programs.reseed_one(X, g, sub), g)
         products += used
         confidence_try = programs.confidences(X_try, g)
+        if (loss > solver.tol and abs(loss_try - loss) <= FLOOR_MATCH * loss
+                and min(confidence.min(), confidence_try.min()) >= polish.pinned):
+            break  # the re-seed came back to the same floor, every candidate pinned
         if (confidence_try.min() > confidence.min() and loss_try <= solver.tol
                 if loss <= solver.tol else loss_try < loss):
             X, loss, confidence = X_try, loss_try, confidence_try

@@ -90,10 +90,10 @@ class Polish(_Part):
     that reaches ``tol`` is checked with the leave-one-out confidence of every candidate
     (:func:`recon.solver_moves.leave_one_out_confidence`): the run is solved only when each
     one is at least ``pinned``, and stops as ``"unpinned"``, not converged, if one is still
-    loose. With re-seeding on (:class:`Reseed`), a polish that ends with a loose candidate
-    (above ``tol``: a nearby minimum; or at it) re-seeds the least pinned candidate and
-    polishes again, at most ``rounds`` times; one that ends above ``tol`` with every candidate
-    pinned has met a floor (the network's training loss, round-off) and is not re-seeded. Polished too early, a start that Adam was still moving
+    loose. With re-seeding on (:class:`Reseed`), a polish that ends above ``tol`` (a nearby
+    minimum) or with a loose candidate re-seeds the least pinned candidate and polishes
+    again, at most ``rounds`` times; the rounds end early when a re-seed comes back to the
+    same loss with every candidate pinned (a floor: the network's training loss, round-off). Polished too early, a start that Adam was still moving
     towards the truth lands in a nearby minimum: hence ``below``."""
 
     steps: int = 30
