@@ -31,6 +31,7 @@ from recon.blocks import run_blocks
 from recon.loss import projection_share
 from recon.problems import (ProblemBatch, ReconstructionProblem, check_determined,
                             stack_problems)
+from recon.program_cache import cached_program, program_problem
 from recon.solver_moves import (clone_targets, initial_candidates, leave_one_out_confidence,
                                 over_problems, polish_applies, polish_program, reseed_program)
 from recon.solver_parts import Cloning, Polish, Reseed, Smoothing
@@ -105,6 +106,14 @@ class Solver:
                              "too, or cloning=None")
 
 
+@functools.cache
+def _optimizer(name: str, lr: float) -> optax.GradientTransformation:
+    """The presets' optimisers (``adam``, or ``sgd`` with momentum 0.9), one object per
+    learning rate: solvers made alike then compare equal, and share their compiled programs
+    (:mod:`recon.program_cache`)."""
+    return optax.adam(lr) if name == "adam" else optax.sgd(lr, momentum=0.9)
+
+
 def reference_solver(lr: float = 20.0) -> Solver:
     """The authors' settings: SGD with momentum 0.9 and learning rate 20 (synthetic RF), raw
     Euclidean gradients, rows rescaled to the sphere after every step, one start, their stop
@@ -112,7 +121,7 @@ def reference_solver(lr: float = 20.0) -> Solver:
     the authors' code computes the surrogate gradient's mask from the true data, which an
     attacker does not have; here the mask comes from the candidates themselves."""
     lr = checks.positive_float("lr", lr)
-    return Solver(optax.sgd(lr, momentum=0.9), max_steps=1_000_000, tol=1e-7,
+    return Solver(_optimizer("sgd", lr), max_steps=1_000_000, tol=1e-7,
                   tangent_gradients=False, restarts=1, name="reference")
 
 
@@ -125,7 +134,7 @@ def default_solver(lr: float = 0.05) -> Solver:
     tighter than the authors' (1e-10 against 1e-7): with the float64 Gram solve the loss gets
     there, and at 1e-7 a sample can still be off by more than 1e-2."""
     lr = checks.positive_float("lr", lr)
-    return Solver(optax.adam(lr), max_steps=20_000, tol=1e-10, tangent_gradients=True,
+    return Solver(_optimizer("adam", lr), max_steps=20_000, tol=1e-10, tangent_gradients=True,
                   restarts=0, smoothing=Smoothing(), reseed=Reseed(), cloning=Cloning(),
                   polish=Polish(), name="default")
 
@@ -353,64 +362,76 @@ class Clock:
 
 class Programs:
     """The compiled programs of one run: the exact and smoothing blocks, the loss of every
-    start, and (compiled on first use: most runs never need it) the re-seed search."""
+    start, the leave-one-out confidence, and (compiled on first use: many runs never need
+    them) the re-seed search and the polish. Each comes from :func:`recon.program_cache.
+    cached_program`, keyed by what it depends on (:func:`recon.program_cache.program_problem`
+    and the settings it reads), so a later run of a problem of the same kind and shapes
+    compiles nothing; compilation is counted by the run's ``clock``."""
 
     def __init__(self, batch: ProblemBatch, solver: Solver, state: SolverState,
                  sharp_from: int, clock: Clock):
         problem = batch.problem
         self.batch, self.solver, self.clock = batch, solver, clock
+        self.kind = kind = program_problem(problem)
+        G = batch.G
+        blocks = (solver.optimizer, solver.tol, solver.tangent_gradients, solver.chunk,
+                  solver.ridge, solver.smoothing)
+        self._exact = cached_program(("block", kind, blocks, 0, G),
+                                     lambda: block_program(kind, solver, G=G))
+        self._smooth = (cached_program(("block", kind, blocks, sharp_from, G),
+                                       lambda: block_program(kind, solver, sharp_from, G))
+                        if sharp_from else None)
+        self._loss = cached_program(("loss", kind, solver.ridge, G), lambda: jax.jit(
+            over_problems(jax.vmap(lambda X, s, theta: projection_share(
+                kind.features(s, X), theta, solver.ridge), in_axes=(0, None, None)), G)))
+        self.init = jax.vmap(jax.vmap(step_optimizer(kind, solver).init))
+        self._confidence = cached_program(("confidence", kind, solver.ridge), lambda: jax.jit(
+            functools.partial(leave_one_out_confidence, kind, ridge=solver.ridge)))
+        self._polish = (cached_program(("polish", kind, solver.polish, solver.ridge),
+                                       lambda: polish_program(kind, solver.polish, solver.ridge))
+                        if solver.polish is not None else None)
+        self._reseed = ({explore_only: cached_program(
+            ("reseed", kind, solver.reseed, solver.ridge, G == 1, explore_only),
+            lambda r=(replace(solver.reseed, pool=1, steps=0) if explore_only
+                      else solver.reseed): reseed_program(kind, r, solver.ridge, G == 1))
+            for explore_only in (False, True)} if solver.reseed is not None else None)
+        # compiled now, so that their time counts as compilation and not as the first block's
         args = (state.X, state.opt_state, state.done, state.smoothed, batch.state,
                 batch.theta, 0, solver.chunk)
-        G = batch.G
-        self.exact = clock.compiling(
-            lambda: block_program(problem, solver, G=G).lower(*args).compile())
-        self.smooth = (clock.compiling(lambda: block_program(problem, solver, sharp_from, G)
-                                       .lower(*args).compile()) if sharp_from else None)
-        self.loss = jax.jit(over_problems(jax.vmap(
-            lambda X, s, theta: projection_share(problem.features(s, X), theta, solver.ridge),
-            in_axes=(0, None, None)), G))
-        # a first call fills the jit cache that later calls use (.lower().compile() does not)
-        clock.compiling(lambda: jax.block_until_ready(
-            self.loss(state.X, batch.state, batch.theta)))
-        self.init = jax.vmap(jax.vmap(step_optimizer(problem, solver).init))
-        self._reseed, self._reseed_sizes = None, set()
-        self._polish = None
-        self.confidence = jax.jit(functools.partial(leave_one_out_confidence, problem,
-                                                    ridge=solver.ridge))
-        if solver.polish is not None:  # compiled now, so that its time counts as compilation
-            clock.compiling(lambda: jax.block_until_ready(self.confidence(
-                *self._problem(0), state.X[0, 0])))
+        for block in (self._exact, self._smooth):
+            if block is not None:
+                block.executable(*args, compiling=clock.compiling)
+        self._loss.executable(state.X, batch.state, batch.theta, compiling=clock.compiling)
+        if solver.polish is not None:
+            self._confidence.executable(*self._problem(0), state.X[0, 0],
+                                        compiling=clock.compiling)
+
+    def exact(self, *args):
+        """A block of ``solver.chunk`` steps on the exact features (:func:`block_program`)."""
+        return self._exact(*args, compiling=self.clock.compiling)
+
+    def smooth(self, *args):
+        """A block of the smoothing phase (:func:`block_program` with ``smooth_until``)."""
+        return self._smooth(*args, compiling=self.clock.compiling)
+
+    def loss(self, X, state, theta):
+        """The loss of every start of every problem, ``(G, R)``."""
+        return self._loss(X, state, theta, compiling=self.clock.compiling)
 
     def reseed(self, X, explore_only: bool = False, **kwargs):
-        """:func:`recon.solver_moves.reseed_program`, compiled at the first call for each
-        number of starts; ``explore_only``: its variant without the one-point searches, for
-        starts that take a random point anyway."""
-        if self._reseed is None:
-            shared = self.batch.G == 1
-            self._reseed = {
-                False: reseed_program(self.batch.problem, self.solver.reseed, self.solver.ridge,
-                                      shared),
-                True: reseed_program(self.batch.problem, replace(self.solver.reseed, pool=1,
-                                                                 steps=0), self.solver.ridge,
-                                     shared)}
-        program = self._reseed[explore_only]
-        if (explore_only, len(X)) not in self._reseed_sizes:
-            self._reseed_sizes.add((explore_only, len(X)))
-            self.clock.compiling(lambda: jax.block_until_ready(program(X, **kwargs)))
-        return program(X, **kwargs)
+        """:func:`recon.solver_moves.reseed_program` over a list of starts; ``explore_only``:
+        its variant without the one-point searches, for starts that take a random point
+        anyway."""
+        return self._reseed[explore_only](X, compiling=self.clock.compiling, **kwargs)
 
     def _problem(self, g: int):
         return jax.tree.map(lambda a: a[g], self.batch.state), self.batch.theta[g]
 
     def polish(self, X, g: int):
         """:func:`recon.solver_moves.polish_program` from the candidates ``X`` of problem
-        ``g``, compiled at the first call: ``(X, loss, products)``."""
+        ``g``: ``(X, loss, products)``."""
         state, theta = self._problem(g)
-        if self._polish is None:
-            program = polish_program(self.batch.problem, self.solver.polish, self.solver.ridge)
-            self._polish = self.clock.compiling(
-                lambda: program.lower(X, state, theta).compile())
-        X, loss, products = self._polish(X, state, theta)
+        X, loss, products = self._polish(X, state, theta, compiling=self.clock.compiling)
         return X, float(loss), int(products)
 
     def reseed_one(self, X, g: int, key, attempt: int = 0):
@@ -425,7 +446,7 @@ class Programs:
     def confidences(self, X, g: int) -> np.ndarray:
         """Each candidate's leave-one-out confidence in ``X`` for problem ``g``."""
         state, theta = self._problem(g)
-        return np.asarray(self.confidence(state, theta, X))
+        return np.asarray(self._confidence(state, theta, X, compiling=self.clock.compiling))
 
 
 class Recorder:
@@ -598,6 +619,10 @@ def stop_finished(state: SolverState, *, finite: np.ndarray, clock: Clock,
     return stop_problems(state, reached, clock=clock), np.zeros_like(reached)
 
 
+#: relative difference under which a re-seeded polish counts as back at the same floor
+FLOOR_MATCH = 1e-3
+
+
 def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
              programs: Programs, recorder: Recorder) -> SolverState:
     """The Gauss-Newton end game (:class:`recon.solver_parts.Polish`) of problem ``g``'s best
@@ -605,9 +630,14 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     is not pinned (leave-one-out confidence below ``polish.pinned``), re-seed the least
     pinned candidate and polish again, at most ``polish.rounds`` times (none when re-seeding
     is off), keeping a try only if it lowers the loss (above ``tol``) or pins more (at
-    ``tol``). The result becomes the start's best if it is lower, but the start itself goes on
-    from where Adam left it (a polish above ``tol`` ends in a nearby minimum that Adam, still
-    moving, may pass); a problem at ``tol`` stops, solved or ``unpinned``."""
+    ``tol``). Above ``tol``, a try that comes back to the same loss (within
+    :data:`FLOOR_MATCH`) with every candidate pinned ends the rounds: each candidate explains
+    at least ``pinned`` times what is left of ``theta`` and the re-seed found the same point
+    again, so the rest is a floor (a network's training loss, round-off), which more re-seeds
+    would only find again (judged from ``theta`` alone). The result becomes the start's best
+    if it is lower, but the start itself goes on from where Adam left it (a polish above
+    ``tol`` ends in a nearby minimum that Adam, still moving, may pass); a problem at ``tol``
+    stops, solved or ``unpinned``."""
     polish = solver.polish
     b = int(np.argmin(state.best_loss[g]))
     X, loss = state.best_X[g, b], float(state.best_loss[g, b])
@@ -623,6 +653,9 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
         X_try, loss_try, used = programs.polish(programs.reseed_one(X, g, sub), g)
         products += used
         confidence_try = programs.confidences(X_try, g)
+        if (loss > solver.tol and abs(loss_try - loss) <= FLOOR_MATCH * loss
+                and min(confidence.min(), confidence_try.min()) >= polish.pinned):
+            break  # the re-seed came back to the same floor, every candidate pinned
         if (confidence_try.min() > confidence.min() and loss_try <= solver.tol
                 if loss <= solver.tol else loss_try < loss):
             X, loss, confidence = X_try, loss_try, confidence_try

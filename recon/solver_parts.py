@@ -92,7 +92,8 @@ class Polish(_Part):
     one is at least ``pinned``, and stops as ``"unpinned"``, not converged, if one is still
     loose. With re-seeding on (:class:`Reseed`), a polish that ends above ``tol`` (a nearby
     minimum) or with a loose candidate re-seeds the least pinned candidate and polishes
-    again, at most ``rounds`` times. Polished too early, a start that Adam was still moving
+    again, at most ``rounds`` times; the rounds end early when a re-seed comes back to the
+    same loss with every candidate pinned (a floor: the network's training loss, round-off). Polished too early, a start that Adam was still moving
     towards the truth lands in a nearby minimum: hence ``below``."""
 
     steps: int = 30

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from conftest import make_rf
-from recon import metrics, models, problems, solver as solvers
+from recon import metrics, models, problems, program_cache, solver as solvers
 from recon.loss import projection_loss
 from recon.problems import ReconstructionProblem
 from recon.solver_moves import leave_one_out_confidence, polish_program, reseed_program
@@ -169,6 +169,55 @@ def test_auto_restarts_shrink_with_problem_size():
     assert solvers.resolve_restarts(auto, small) == auto.max_auto_restarts
     assert solvers.resolve_restarts(auto, large) == 4  # 2e6 // (8 * 20 * 1600) = 7 -> 4
     assert solvers.resolve_restarts(solvers.preset("default", restarts=3), small) == 3
+
+
+def test_a_second_solve_of_the_same_kind_and_shapes_compiles_nothing():
+    _, _, _, first, key = make_rf(n=3, d=6, p=60, seed=0)
+    _, _, _, second, key2 = make_rf(n=3, d=6, p=60, seed=1)
+    program_cache.clear()
+    assert solvers.solve(first, solvers.preset("default", max_steps=300), key,
+                         progress=False).compile_seconds > 0
+    again = solvers.solve(second, solvers.preset("default", max_steps=300), key2,
+                          progress=False)
+    assert again.compile_seconds == 0.0  # the presets made alike share their programs
+    program_cache.clear()
+    fresh = solvers.solve(second, solvers.preset("default", max_steps=300), key2,
+                          progress=False)
+    assert fresh.compile_seconds > 0
+    np.testing.assert_array_equal(np.asarray(again.X), np.asarray(fresh.X))
+    assert (again.loss, again.iterations) == (fresh.loss, fresh.iterations)
+    # a setting the block reads (tol) or another P gets programs of its own
+    assert solvers.solve(second, solvers.preset("default", max_steps=300, tol=1e-3), key2,
+                         progress=False).compile_seconds > 0
+    _, _, _, wider, key3 = make_rf(n=3, d=6, p=61, seed=1)
+    assert solvers.solve(wider, solvers.preset("default", max_steps=300), key3,
+                         progress=False).compile_seconds > 0
+
+
+def test_a_floor_with_every_candidate_pinned_ends_the_reseed_rounds(monkeypatch):
+    ds, _, _, problem, key = make_rf(n=3, d=6, p=120)
+    theta = problem.theta
+    noise = jax.random.normal(jax.random.key(5), theta.shape, theta.dtype)
+    floored = dataclasses.replace(  # theta a little outside the data's span: a loss floor
+        problem, theta=theta + 1e-4 * jnp.linalg.norm(theta) * noise / np.sqrt(theta.size))
+    reseeded = []
+    original = solvers.Programs.reseed_one
+    monkeypatch.setattr(solvers.Programs, "reseed_one",
+                        lambda self, *a, **k: reseeded.append(1) or original(self, *a, **k))
+    result = solvers.solve(floored, solvers.preset("default", max_steps=1500, tol=1e-14), key,
+                           progress=False)
+    assert result.stop_reason == "budget" and result.loss > 1e-14
+    assert result.confidence.min() >= solvers.Polish().pinned
+    assert len(reseeded) == 1  # back at the same floor, every candidate pinned: no more
+    assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2
+
+
+def test_programs_do_not_hold_the_problems_arrays():
+    _, _, _, problem, _ = make_rf(n=3, d=6, p=60)
+    kind = program_cache.program_problem(problem)
+    assert kind.state is None and kind.theta.shape == (60,) and kind.P == 60
+    assert kind == program_cache.program_problem(make_rf(n=3, d=6, p=60, seed=4)[3])
+    assert kind != program_cache.program_problem(make_rf(n=3, d=6, p=61)[3])
 
 
 def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():

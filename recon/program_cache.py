@@ -1,0 +1,93 @@
+"""Compiled programs kept across solver calls.
+
+A solver run compiles a handful of programs (its blocks of steps, the loss of every start, the
+re-seed search, the polish, the leave-one-out confidence). They depend on the problem only
+through its feature map, ``n``, input shape and radius (:func:`program_problem`), on the
+solver's settings, and on the shapes of the arrays they are called with; the problem's arrays
+(``V``, ``theta``, a network's weights) are arguments, never baked in. So a second ``solve``
+of a problem of the same kind and shapes (another seed, another cell of a sweep at the same
+``p``) reuses them: :func:`cached_program` keeps the most recent :data:`CACHE_SIZE` programs,
+each with its executables per argument shapes (:class:`Program`). The random-features
+feature maps are cached functions (:mod:`recon.problems`), so problems built alike share
+them; a feature map made afresh for each problem (a new closure) never hits the cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import jax
+
+from recon import precision
+
+#: how many programs :func:`cached_program` keeps (least recently used first out)
+CACHE_SIZE = 64
+
+_PROGRAMS: OrderedDict = OrderedDict()
+
+
+def program_problem(problem):
+    """The part of ``problem`` (a :class:`recon.problems.ReconstructionProblem`) a compiled
+    program may depend on: its feature maps, ``n``, input shape and radius, with ``theta``
+    reduced to its shape and dtype and no ``state`` or name. Hashable, it serves as the cache
+    key, and programs built from it cannot hold the problem's arrays."""
+    return replace(problem, state=None, theta=jax.ShapeDtypeStruct(problem.theta.shape,
+                                                                   problem.theta.dtype),
+                   name="")
+
+
+def shapes(tree) -> tuple:
+    """The structure of ``tree`` and the shape, dtype and weak type of each leaf (Python
+    scalars by type): what a compiled executable is specialised to."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(
+        (type(a).__name__,) if isinstance(a, (bool, int, float)) else
+        (tuple(a.shape), str(a.dtype), bool(getattr(a, "weak_type", False))) for a in leaves)
+
+
+class Program:
+    """A jitted function compiled ahead of time once per argument shapes (:func:`shapes`,
+    and the 64-bit mode): ``program(*args, compiling=..., **kwargs)`` compiles inside
+    ``compiling(thunk)`` (the solver's clock counts that time as compilation), then runs."""
+
+    def __init__(self, jitted):
+        self.jitted = jitted
+        self.executables: dict = {}
+
+    def executable(self, *args, compiling: Callable[[Callable], Any] = lambda thunk: thunk(),
+                   **kwargs):
+        """The executable for these arguments' shapes, compiled now (inside
+        ``compiling(thunk)``) if it is not stored yet."""
+        signature = (precision.float64_enabled(), shapes((args, kwargs)))
+        executable = self.executables.get(signature)
+        if executable is None:
+            executable = compiling(lambda: self.jitted.lower(*args, **kwargs).compile())
+            self.executables[signature] = executable
+        return executable
+
+    def __call__(self, *args, compiling: Callable[[Callable], Any] = lambda thunk: thunk(),
+                 **kwargs):
+        return self.executable(*args, compiling=compiling, **kwargs)(*args, **kwargs)
+
+
+def cached_program(key, build: Callable[[], Any]) -> Program:
+    """The :class:`Program` of ``build()`` (a jitted function) stored under ``key`` (built
+    now if it is not stored: a key that cannot be hashed is never stored)."""
+    try:
+        program = _PROGRAMS.pop(key)
+    except KeyError:
+        program = Program(build())
+    except TypeError:  # an unhashable setting: compile for this run only
+        return Program(build())
+    _PROGRAMS[key] = program
+    while len(_PROGRAMS) > CACHE_SIZE:
+        _PROGRAMS.popitem(last=False)
+    return program
+
+
+def clear() -> None:
+    """Forget every stored program (the next solver call compiles afresh)."""
+    _PROGRAMS.clear()
