@@ -120,8 +120,10 @@ def _gaussian_delta(epsilon: float, mu: float) -> float:
     """``delta(epsilon)`` of the Gaussian mechanism with ``mu = sensitivity / sigma``."""
     from scipy.stats import norm
 
-    return float(norm.cdf(mu / 2 - epsilon / mu)
-                 - math.exp(epsilon + norm.logcdf(-mu / 2 - epsilon / mu)))
+    # e^epsilon Phi(b) <= Phi(a) <= 1, so the exponent is <= 0; for huge epsilon its two terms
+    # cancel in floating point, so it is capped there
+    exponent = min(epsilon + float(norm.logcdf(-mu / 2 - epsilon / mu)), 0.0)
+    return float(norm.cdf(mu / 2 - epsilon / mu) - math.exp(exponent))
 
 
 def gaussian_epsilon(sigma: float, sensitivity: float, delta: float) -> float:
