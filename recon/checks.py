@@ -92,6 +92,14 @@ def size_pairs(name: str, value, minimum_d: int = 1) -> list[tuple[int, int]]:
     return pairs
 
 
+def seed_list(name: str, value) -> list[int]:
+    """Return ``value`` as a list of ints if it is a non-empty list of integers ``>= 0``
+    (e.g. a sweep's seeds), else raise."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(f"{name} must be a non-empty list of integers >= 0, got {value!r}")
+    return [nonnegative_int(name, s) for s in value]
+
+
 def increasing_ratios(name: str, value) -> list[float]:
     """Return ``value`` as a list of floats if it is a non-empty list of real numbers ``> 0``
     in strictly increasing order (e.g. a sweep's ratios ``p / (d n)``), else raise."""

@@ -88,7 +88,8 @@ def _outside(features):
 def pinned_problem(problem: ReconstructionProblem, x) -> tuple[ReconstructionProblem, float]:
     """The problem left when the input ``x`` is pinned as one of the ``n`` candidates: ``n - 1``
     free candidates, features and ``theta`` projected away from the span of ``x``'s feature
-    rows (orthonormal rows ``U``; none when ``phi(x) = 0``, e.g. every ReLU unit off). Since ``span(F, U) = span(F (I - U^T U), U)``,
+    rows (orthonormal rows ``U``; none when ``phi(x) = 0``, e.g. every ReLU unit off). Since
+    ``span(F, U) = span(F (I - U^T U), U)``,
 
         L([x, X_free]) = L'(X_free) * ||theta'||^2 / ||theta||^2,   theta' = (I - U^T U) theta,
 

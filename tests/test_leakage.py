@@ -36,9 +36,9 @@ def test_the_pinned_problem_factors_the_loss():
 def test_pinned_losses_tell_members_from_fresh_points_above_dn():
     ds, _, _, problem, key = make_rf(2, 4, 48)
     fresh = _sphere(jax.random.key(7), 2, 4)
-    losses = leakage.pinned_losses(problem, jnp.concatenate([ds.X, fresh]),
-                                   solver.preset("default", max_steps=3000, restarts=4, smoothing=None,
-                                                 reseed=None, cloning=None, polish=None), key)
+    light = solver.preset("default", max_steps=3000, restarts=4, smoothing=None, reseed=None,
+                          cloning=None, polish=None)
+    losses = leakage.pinned_losses(problem, jnp.concatenate([ds.X, fresh]), light, key)
     assert losses.shape == (4,)
     assert losses[:2].max() < 1e-6 < losses[2:].min()
     assert leakage.membership_auc(losses[:2], losses[2:]) == 1.0

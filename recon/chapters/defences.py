@@ -80,11 +80,7 @@ class Defences(ChapterSettings):
         if round(self.ratios[0] * self.dn) <= self.n:
             raise ValueError(f"ratios must give p > n (ratio above 1/d = {1 / self.d:g}): at "
                              f"p <= n any candidates fit theta; got {self.ratios}")
-        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
-            raise TypeError(f"seeds must be a non-empty list of integers >= 0, got "
-                            f"{self.seeds!r}")
-        object.__setattr__(self, "seeds", [checks.nonnegative_int("seeds", s)
-                                           for s in self.seeds])
+        object.__setattr__(self, "seeds", checks.seed_list("seeds", self.seeds))
         for name in ("noise", "ridge", "prune"):
             object.__setattr__(self, name, _levels(name, getattr(self, name), False))
         for name in ("early_stopping", "bits"):

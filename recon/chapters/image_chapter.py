@@ -267,6 +267,9 @@ class ImageChapter(ChapterSettings):
     def _check_data(self) -> None:
         """The dataset, the number of images, the classes and the downsampling factor."""
         checks.choice("dataset", self.dataset, images.DATASETS)
+        for name in ("image_side", "channels"):
+            if getattr(self, name) is not None:
+                checks.positive_int(name, getattr(self, name))
         checks.positive_int("n", self.n)
         if self.task == "binary" and self.n % 2:
             raise ValueError(f"n must be even (two classes, n/2 images each), got n={self.n}")

@@ -379,9 +379,7 @@ class LawSweep(ChapterSettings):
     def __post_init__(self):
         object.__setattr__(self, "sizes", checks.size_pairs("sizes", self.sizes))
         object.__setattr__(self, "ratios", checks.increasing_ratios("ratios", self.ratios))
-        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
-            raise TypeError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
-        object.__setattr__(self, "seeds", [checks.nonnegative_int("seeds", s) for s in self.seeds])
+        object.__setattr__(self, "seeds", checks.seed_list("seeds", self.seeds))
         checks.choice("activation", self.activation, ACTIVATIONS)
         checks.positive_int("max_steps", self.max_steps)
         checks.positive_int("reference_steps", self.reference_steps)

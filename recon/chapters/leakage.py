@@ -76,11 +76,7 @@ class Leakage(ChapterSettings):
         if not (self.ratios[0] < 1 < self.ratios[-1]):
             raise ValueError(f"ratios must reach below and above 1 (the chapter compares the "
                              f"two sides of p = dn), got {self.ratios}")
-        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
-            raise TypeError(f"seeds must be a non-empty list of integers >= 0, got "
-                            f"{self.seeds!r}")
-        object.__setattr__(self, "seeds", [checks.nonnegative_int("seeds", s)
-                                           for s in self.seeds])
+        object.__setattr__(self, "seeds", checks.seed_list("seeds", self.seeds))
         checks.choice("activation", self.activation, ACTIVATIONS)
         checks.positive_int("queries", self.queries)
         checks.positive_int("max_steps", self.max_steps)
