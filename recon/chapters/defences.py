@@ -68,7 +68,7 @@ class Defences(ChapterSettings):
     bits: list = field(default_factory=lambda: [0, 16, 8, 4, 2])
     prune: list = field(default_factory=lambda: [0.0, 0.1, 0.5, 0.9])
     test_points: int = 200
-    max_steps: int = 4000
+    max_steps: int = 2000
     delta: float = 1e-5
     label_bound: float = 3.0
     threshold: float = 1e-2
