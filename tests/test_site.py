@@ -19,7 +19,8 @@ from conftest import ROOT
 from recon.book import figures, notebooks, status
 
 CHAPTERS = notebooks.CHAPTERS_IN_SITE  # book/chapters
-PARTS = ["Introduction", "The law", "Theorems", "Beyond random features", "Reproducing"]
+PARTS = ["Introduction", "The law", "Theorems", "Beyond random features",
+         "Privacy: leakage and defences", "Reproducing"]
 REPOSITORY = "https://github.com/recon-companion/data-reconstruction-law"
 
 
