@@ -59,14 +59,13 @@ def one_point_scores(problem: ReconstructionProblem, queries) -> np.ndarray:
     the projection loss of ``x`` alone as the only candidate (``P(x)`` projects on the span of
     its ``k`` feature rows). In ``[0, 1]``; lower means ``x`` explains more of ``theta``."""
     Q = _queries(problem, queries)
+    return np.asarray(_one_point_scores(problem.features, problem.state, problem.theta, Q))
 
-    @jax.jit
-    def scores(state, theta, Q):
-        def one(x):
-            return projection_share(problem.features(state, x[None]), theta)
-        return jax.lax.map(one, Q)
 
-    return np.asarray(scores(problem.state, problem.theta, Q))
+@functools.partial(jax.jit, static_argnums=0)
+def _one_point_scores(features, state, theta, Q):
+    """:func:`one_point_scores`, compiled once per feature map and shapes."""
+    return jax.lax.map(lambda x: projection_share(features(state, x[None]), theta), Q)
 
 
 @functools.lru_cache(maxsize=None)

@@ -597,6 +597,12 @@ class _CellLocks:
             self.release(key)
 
 
+def _filed_for(record: dict, fn_name: str, cell: dict, version: str) -> bool:
+    """Whether ``record`` is the record of this cell: same function, version and parameters."""
+    return (record["fn"] == fn_name and record["version"] == version
+            and _canonical(record["params"]) == _canonical(cell))
+
+
 def _lookup(path: Path, key: str, fn_name: str, cell: dict, version: str,
             summary: Summary) -> dict | None:
     """Return the usable record of a cell, or None if it must be (re)computed."""
@@ -604,8 +610,7 @@ def _lookup(path: Path, key: str, fn_name: str, cell: dict, version: str,
     if not file.exists():
         return None
     record, why = _read_record(file)
-    if record is not None and (record["fn"] != fn_name or record["version"] != version
-                               or _canonical(record["params"]) != _canonical(cell)):
+    if record is not None and not _filed_for(record, fn_name, cell, version):
         record, why = None, "its fn/params/version differ from the cell filed under this key"
     if record is None:
         summary.corrupt += 1
@@ -620,8 +625,7 @@ def _finished_meanwhile(path: Path, key: str, fn_name: str, cell: dict, version:
     if not file.exists():
         return None
     record, _ = _read_record(file)
-    if (record is None or record["fn"] != fn_name or record["version"] != version
-            or _canonical(record["params"]) != _canonical(cell)):
+    if record is None or not _filed_for(record, fn_name, cell, version):
         return None
     return record if record["status"] == "ok" or not retry_failed else None
 

@@ -103,6 +103,13 @@ class Defences(ChapterSettings):
         return list(getattr(self, DEFENCES[defence][0]))
 
 
+def ridge_lambda(model, X, level: float) -> float:
+    """The ridge ``lam`` of strength ``level``: ``level`` times the mean eigenvalue of
+    ``K / n`` (``K = Phi Phi^T``, ``Phi = phi(X)``), i.e. ``level * trace(K) / n^2``."""
+    Phi = np.asarray(model.features(X), np.float64)
+    return level * float(np.sum(Phi * Phi)) / len(Phi) ** 2
+
+
 def defended_model(model, X, y, defence: str, level, key):
     """``model`` (trained to the minimum-norm readout on ``X, y``) after ``defence`` at
     strength ``level``; level 0 returns the model itself."""
@@ -118,9 +125,7 @@ def defended_model(model, X, y, defence: str, level, key):
         return defences.prune(model, level)
     copy = defences.with_readout(model, model.theta[...])
     if defence == "ridge":
-        Phi = np.asarray(model.features(X), np.float64)
-        lam = level * float(np.sum(Phi * Phi)) / len(y) ** 2  # mean eigenvalue of K / n
-        train.fit_ridge(copy, X, y, lam)
+        train.fit_ridge(copy, X, y, ridge_lambda(model, X, level))
     elif defence == "early_stopping":
         train.fit_early_stopped(copy, X, y, level)
     else:
@@ -275,10 +280,9 @@ def privacy_table(settings: Defences) -> pd.DataFrame:
     X, y = setup.dataset
     y = np.clip(np.asarray(y, np.float64), -settings.label_bound, settings.label_bound)
     B = defences.feature_norm_bound(setup.model)
-    Phi = np.asarray(setup.model.features(X), np.float64)
     rows = []
     for level in settings.ridge[1:]:
-        lam = level * float(np.sum(Phi * Phi)) / settings.n ** 2
+        lam = ridge_lambda(setup.model, X, level)
         model = defences.with_readout(setup.model, setup.model.theta[...])
         train.fit_ridge(model, X, y, lam)
         sens = defences.ridge_sensitivity(B, settings.label_bound, lam, settings.n)
