@@ -121,11 +121,18 @@ def favicon_probe(url: str | None, site: str) -> bool:
     return url == f"{site}/favicon.ico"
 
 
-# Resolves once the page is what the checks read: MathJax has typeset it (its startup promise)
+# Resolves once the page is what the checks read: MathJax has typeset it (its startup promise,
+# waited for until it exists)
 # and every image has loaded or failed.
 READY_JS = """async () => {
-  const mj = window.MathJax;
-  if (mj && mj.startup && mj.startup.promise) { await mj.startup.promise; }
+  // MathJax loads asynchronously: on a page with math, wait (up to 120 s) for its startup
+  // promise to exist before awaiting it, or a slow load reads the page untypeset
+  const started = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
+  const hasMath = document.querySelector("#main-content .math");
+  for (let i = 0; hasMath && !started() && i < 1200; i++) {
+    await new Promise(done => setTimeout(done, 100));
+  }
+  if (started()) { await MathJax.startup.promise; }
   await Promise.all([...document.images].map(img => img.complete ? null :
     new Promise(done => { img.addEventListener("load", done); img.addEventListener("error", done); })));
   return true;
