@@ -43,10 +43,18 @@ IMAGES_JS = """async () => {
   return images.map(img => ({src: img.currentSrc || img.src, width: img.naturalWidth,
     figure: !!img.closest("figure, .cell_output")}));
 }"""
-MATH_JS = """async () => {
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-    await MathJax.startup.promise;
+WAIT_FOR_MATHJAX = """async () => {
+  // MathJax loads asynchronously: on a page with math, wait (up to 120 s) for its startup
+  // promise to exist before awaiting it, or a slow load reads the page untypeset
+  const started = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
+  const hasMath = document.querySelector("#main-content .math");
+  for (let i = 0; hasMath && !started() && i < 1200; i++) {
+    await new Promise(done => setTimeout(done, 100));
   }
+  if (started()) { await MathJax.startup.promise; }
+}"""
+MATH_JS = """async () => {
+  await (""" + WAIT_FOR_MATHJAX + """)();
   return {math: document.querySelectorAll("#main-content .math").length,
           typeset: document.querySelectorAll("#main-content mjx-container").length};
 }"""
@@ -125,26 +133,35 @@ def favicon_probe(url: str | None, site: str) -> bool:
 # waited for until it exists)
 # and every image has loaded or failed.
 READY_JS = """async () => {
-  // MathJax loads asynchronously: on a page with math, wait (up to 120 s) for its startup
-  // promise to exist before awaiting it, or a slow load reads the page untypeset
-  const started = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
-  const hasMath = document.querySelector("#main-content .math");
-  for (let i = 0; hasMath && !started() && i < 1200; i++) {
-    await new Promise(done => setTimeout(done, 100));
-  }
-  if (started()) { await MathJax.startup.promise; }
+  await (""" + WAIT_FOR_MATHJAX + """)();
   await Promise.all([...document.images].map(img => img.complete ? null :
     new Promise(done => { img.addEventListener("load", done); img.addEventListener("error", done); })));
   return true;
+}"""
+REDIRECT_JS = """() => {
+  const meta = document.querySelector('meta[http-equiv="refresh" i]');
+  const target = meta && (meta.content.match(/url=(.*)$/i) || [])[1];
+  return target ? new URL(target.trim(), document.baseURI).href : null;
 }"""
 
 
 def wait_until_ready(page, attempts: int = 5) -> None:
     """Wait for what the checks read (:data:`READY_JS`; waiting for "networkidle" timed out
-    under load). A page that redirects (the home page's ``index.html``) destroys the first
-    context: wait for the next page's load event and try again."""
+    under load). A page that redirects (the home page's ``index.html``, by a meta refresh
+    that fires after its load event) is followed to its target first, or the checks would
+    read the target before MathJax ran; a context destroyed by the redirect is waited out
+    and tried again."""
     from playwright.sync_api import Error as PlaywrightError
 
+    try:
+        target = page.evaluate(REDIRECT_JS)
+    except PlaywrightError as exc:
+        if "context was destroyed" not in str(exc):
+            raise
+        target = None
+        page.wait_for_load_state("load")
+    if target and page.url != target:
+        page.wait_for_url(target, wait_until="load")
     for attempt in range(attempts):
         try:
             page.evaluate(READY_JS)
