@@ -10,7 +10,9 @@ Released in place of ``theta``:
 
 The other defences change training, not the released vector: ridge (:func:`recon.train.fit_ridge`)
 and early stopping (:func:`recon.train.fit_early_stopped`). Both leave ``theta`` in the span of
-the training features, which is all the attack uses.
+the training features, which is all the attack uses. :func:`train_first_layer` trains the
+features too (a two-layer network whose first layer starts at ``V``), so that the readout no
+longer lies in the span of the final features.
 
 :func:`ridge_sensitivity` bounds how far the ridge readout moves when one training sample is
 replaced, and :func:`gaussian_epsilon` turns a noise level and that bound into the
@@ -20,14 +22,17 @@ replaced, and :func:`gaussian_epsilon` turns a noise level and that bound into t
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from recon import checks
-from recon.models import RandomFeatures
+from recon import checks, train
+from recon.models import FixedWeights, RandomFeatures
+from recon.networks import TwoLayer
+from recon.train import TrainReport
 
 
 def with_readout(model: RandomFeatures, theta) -> RandomFeatures:
@@ -77,6 +82,59 @@ def prune(model: RandomFeatures, fraction: float) -> RandomFeatures:
     drop = int(round(fraction * theta.size))
     theta[np.argsort(np.abs(theta), kind="stable")[:drop]] = 0
     return with_readout(model, theta)
+
+
+class FirstLayerTrained(NamedTuple):
+    """Outcome of :func:`train_first_layer`.
+
+    Attributes:
+        model: what the attack sees, as a random-features model: ``V`` the trained first
+            layer, ``theta = W2 - W2(0)`` the readout's change.
+        network: the trained two-layer network ``W2 act(W1 x)`` (its predictions).
+        first_layer_moved: ``||W1 - W1(0)||_F / ||W1(0)||_F``.
+        report: the training report (:class:`recon.train.TrainReport`).
+    """
+
+    model: RandomFeatures
+    network: TwoLayer
+    first_layer_moved: float
+    report: TrainReport
+
+
+def train_first_layer(model: RandomFeatures, X, y, rate: float, key, max_steps: int = 5000,
+                      tol: float = 1e-10) -> FirstLayerTrained:
+    """The defence "train the first layer too": the two-layer network ``W2 act(W1 x)`` (one
+    output) with ``W1(0) = V`` (``model``'s features) and ``W2(0)`` i.i.d. ``N(0, 1/p)``
+    drawn from ``key``, trained on ``X, y`` by full-batch gradient descent on both layers,
+    the first at ``rate`` times the readout's step (:func:`recon.train.train_full_batch`
+    with ``lr_scale={"W1": rate}``).
+
+    At ``rate = 0`` the first layer stays at ``V``: every step of the readout is a
+    combination of the ``act(V x_i)``, so ``theta = W2 - W2(0)`` lies in the span of the
+    training features, as for random features. At ``rate > 0`` the features move while the
+    readout learns, and ``theta`` (a sum of combinations of the features of every step) no
+    longer lies in the span of the final ones, which are what the attacker sees: the returned
+    ``model`` (``V`` = trained ``W1``, readout ``theta``) poses exactly the problem
+    :func:`recon.problems.readout_problem` poses for the network, in a form that
+    :func:`recon.problems.pad_features` can pad.
+    """
+    if not isinstance(model, RandomFeatures):
+        raise TypeError(f"model must be a RandomFeatures model, got {type(model).__name__}")
+    if model.streamed:
+        raise ValueError("train_first_layer needs the stored V (a model built without chunk)")
+    rate = checks.positive_float("rate", rate, allow_zero=True)
+    V = model.V[...]
+    network = TwoLayer(model.d, model.p, k=1, activation=model.activation,
+                       rngs=nnx.Rngs(params=key), dtype=V.dtype)
+    network.W1[...] = V
+    report = train.train_full_batch(network, X, y, max_steps=max_steps, tol=tol,
+                                    progress=False, lr_scale={"W1": rate})
+    W1 = network.W1[...]
+    moved = float(jnp.linalg.norm(W1 - V) / jnp.linalg.norm(V))
+    seen = nnx.clone(model)
+    seen.V = FixedWeights(W1)
+    seen.theta[...] = (network.W2[...] - report.initial_readout)[0]
+    return FirstLayerTrained(seen, network, moved, report)
 
 
 def feature_norm_bound(model: RandomFeatures) -> float:

@@ -183,10 +183,13 @@ def _training_inputs(model: nnx.Module, X, Y=None):
     return X, Y
 
 
-def _top_gauss_newton(graphdef, params, rest, X, iterations: int, key) -> float:
+def _top_gauss_newton(graphdef, params, rest, X, iterations: int, key,
+                      scales=None) -> float:
     """Largest eigenvalue of the Gauss-Newton matrix ``(2/n) J^T J`` of ``L``, by power
     iteration with Jacobian-vector products (``J`` = Jacobian of all outputs w.r.t. the
-    parameters)."""
+    parameters). With ``scales`` (a tree like ``params`` of per-parameter learning-rate
+    multipliers ``s``) it is that of ``(2/n) S^{1/2} J^T J S^{1/2}``, which sets the stable
+    step of gradient descent whose step on each parameter is scaled by ``s``."""
 
     def outputs(p):
         return nnx.merge(graphdef, p, rest)(X)
@@ -197,14 +200,17 @@ def _top_gauss_newton(graphdef, params, rest, X, iterations: int, key) -> float:
     keys = jax.random.split(key, len(leaves))
     v = jax.tree.unflatten(tree, [jax.random.normal(k, jnp.shape(l), jnp.result_type(l))
                                   for k, l in zip(keys, leaves)])
+    root = (jax.tree.map(lambda l: jnp.ones_like(l), params) if scales is None
+            else jax.tree.map(lambda l, s: jnp.full_like(l, math.sqrt(s)), params, scales))
 
     def norm(t):
         return jnp.sqrt(sum(jnp.sum(jnp.square(l)) for l in jax.tree.leaves(t)))
 
     @jax.jit
     def step(v):
-        v = jax.tree.map(lambda l: l / norm(v), v)
+        v = jax.tree.map(lambda l, r: r * l / norm(v), v, root)
         (w,) = vjp_fn(jvp_fn(v))
+        w = jax.tree.map(lambda l, r: r * l, w, root)
         return w, norm(w)
 
     value = jnp.asarray(0.0)
@@ -281,8 +287,39 @@ def _advance_descent(state: _Descent, block, max_steps: int, tol: float, lr: flo
                     float(values[min(take, len(values) - 1)]))
 
 
+def _lr_scales(params, lr_scale) -> Any:
+    """The tree of learning-rate multipliers (like ``params``, a float per array):
+    ``lr_scale[name]`` for every parameter whose dotted path is ``name`` or starts with
+    ``name.``, 1 for the others."""
+    flat = [".".join(map(str, path)) for path, _ in nnx.to_flat_state(params)]
+    scales = {}
+    for name, value in dict(lr_scale).items():
+        if not any(path == name or path.startswith(f"{name}.") for path in flat):
+            raise KeyError(f"lr_scale names {name!r}, which is no parameter of the model; "
+                           f"available: {', '.join(flat)}")
+        scales[name] = checks.positive_float(f"lr_scale[{name!r}]", value, allow_zero=True)
+
+    def scale_of(key_path, _):
+        path = ".".join(str(k.key) for k in key_path if isinstance(k, jax.tree_util.DictKey))
+        return next((value for name, value in scales.items()
+                     if path == name or path.startswith(f"{name}.")), 1.0)
+
+    return jax.tree_util.tree_map_with_path(scale_of, params)
+
+
+def _scaled_sgd(lr: float, scales) -> optax.GradientTransformation:
+    """``optax.sgd(lr)`` with each parameter's step multiplied by its ``scales`` entry (a
+    multiplier of 0 freezes the parameter)."""
+    labels = jax.tree.map(lambda s: f"{s!r}", scales)
+    values = {f"{s!r}": s for s in jax.tree.leaves(scales)}
+    return optax.multi_transform(
+        {label: optax.sgd(lr * s) if s > 0 else optax.set_to_zero()
+         for label, s in values.items()}, labels)
+
+
 def train_full_batch(model: nnx.Module, X, Y, lr: float | str = "auto", max_steps: int = 10_000,
-                     tol: float = 1e-7, progress: bool = True, chunk: int = 100) -> TrainReport:
+                     tol: float = 1e-7, progress: bool = True, chunk: int = 100,
+                     lr_scale: dict[str, float] | None = None) -> TrainReport:
     """Train every ``nnx.Param`` of ``model`` by full-batch gradient descent (``optax.sgd``)
     on ``L = (1/n) sum_i ||f(x_i) - y_i||^2`` until ``L <= tol`` or ``max_steps`` steps.
 
@@ -300,12 +337,19 @@ def train_full_batch(model: nnx.Module, X, Y, lr: float | str = "auto", max_step
     carries the initial parameters, so ``theta = trained readout - initial readout``.
     Raises ``FloatingPointError`` if the loss becomes NaN or infinite (the model then keeps
     its weights from before the block that diverged).
+
+    ``lr_scale`` multiplies the step of some parameters: ``{"W1": 0}`` freezes the first
+    layer of :class:`recon.networks.TwoLayer` (its readout then lies in the span of the
+    fixed features, as for random features), ``{"W1": 10}`` lets it move ten times faster
+    than the readout. Keys are dotted parameter paths (a prefix covers a whole submodule);
+    the ``"auto"`` rate then accounts for the multipliers.
     """
     X, Y = _training_inputs(model, X, Y)
     max_steps = checks.positive_int("max_steps", max_steps)
     tol = checks.positive_float("tol", tol, allow_zero=True)
     chunk = checks.positive_int("chunk", chunk)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    scales = None if lr_scale is None else _lr_scales(params, lr_scale)
     # fresh Variables around the current arrays (updates replace arrays, never mutate them)
     initial_state = jax.tree.map(lambda a: a, params)
     readout = getattr(type(model), "readout_name", None)
@@ -313,9 +357,9 @@ def train_full_batch(model: nnx.Module, X, Y, lr: float | str = "auto", max_step
     if isinstance(lr, str):
         if lr != "auto":
             raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}")
-        lr = 1.0 / _top_gauss_newton(graphdef, params, rest, X, 30, jax.random.key(0))
+        lr = 1.0 / _top_gauss_newton(graphdef, params, rest, X, 30, jax.random.key(0), scales)
     lr = checks.positive_float("lr", lr)
-    tx = optax.sgd(lr)
+    tx = optax.sgd(lr) if scales is None else _scaled_sgd(lr, scales)
     block = _descent_block(graphdef, rest, X, Y, tx, tol, chunk)
     final_loss = jax.jit(lambda params: _mean_sq_loss(graphdef, params, rest, X, Y))
     start = time.perf_counter()

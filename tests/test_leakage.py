@@ -146,6 +146,30 @@ def test_defences_transform_a_copy_of_the_readout():
         defences.quantize(model, 2.5)
 
 
+def test_training_the_first_layer_moves_theta_out_of_the_span():
+    from recon import problems
+    from recon.loss import projection_residual
+
+    ds, model, _, _, _ = make_rf(3, 5, 60, dtype=jnp.float64)
+    shares = {}
+    for rate in (0.0, 10.0):
+        out = defences.train_first_layer(model, ds.X, ds.y, rate, jax.random.key(1))
+        assert out.report.final_loss < 1e-8
+        assert (out.first_layer_moved == 0) == (rate == 0)
+        seen = problems.random_features_problem(out.model, 3)
+        # the attack's problem is the network's readout problem
+        network = problems.readout_problem(out.network, "W2", out.report.initial_readout, 3)
+        assert np.allclose(seen.feature_matrix(ds.X), network.feature_matrix(ds.X))
+        assert np.allclose(seen.theta, network.theta)
+        r = projection_residual(seen.feature_matrix(ds.X), seen.theta)
+        shares[rate] = float(r @ r / (seen.theta @ seen.theta))
+        assert np.allclose(out.network(ds.X)[:, 0], ds.y, atol=1e-4)
+    assert shares[0.0] < 1e-12 < 1e-4 < shares[10.0]
+    assert np.array_equal(model.V[...], make_rf(3, 5, 60, dtype=jnp.float64)[1].V[...])
+    with pytest.raises(ValueError, match="rate must be >= 0"):
+        defences.train_first_layer(model, ds.X, ds.y, -1.0, jax.random.key(1))
+
+
 def test_the_ridge_sensitivity_bounds_a_replaced_sample():
     d, n, p, lam = 5, 4, 60, 0.05
     model = RandomFeatures(d, p, "relu", rngs=nnx.Rngs(params=jax.random.key(1)),
@@ -236,12 +260,14 @@ def _made_up_defences():
 
     settings = chapter.Defences(n=2, d=3, ratios=[0.5, 4.0], seeds=[0], noise=[0.0, 0.1, 1.0],
                                 ridge=[0.0, 1.0], early_stopping=[0, 10], bits=[0, 2],
-                                prune=[0.0, 0.5])
-    recovered = {("noise", 0.1): 0.5, ("noise", 1.0): 0.0, ("pruning", 0.5): 0.0}
+                                prune=[0.0, 0.5], first_layer=[0.0, 1.0, 10.0])
+    recovered = {("noise", 0.1): 0.5, ("noise", 1.0): 0.0, ("pruning", 0.5): 0.0,
+                 ("first_layer", 10.0): 0.25}
     rows = [{"defence": k, "strength": s, "ratio": r, "p": 0, "seed": 0,
              "train_error": 0.1 * s, "prediction_change": 0.2 * s, "loss": 0.0,
              "recovered": 0.0 if r < 1 else recovered.get((k, s), 1.0),
-             "mean_error": 1e-4 * (1 + s)}
+             "mean_error": 1e-4 * (1 + s),
+             "first_layer_moved": 0.01 * s if k == "first_layer" else float("nan")}
             for k in chapter.DEFENCES for s in settings.strengths(k) for r in settings.ratios]
     return settings, pd.DataFrame(rows)
 
@@ -254,10 +280,12 @@ def test_the_defences_chapter_reads_thresholds_and_costs_from_the_table():
     settings, table = _made_up_defences()
     found = chapter.thresholds(settings, table)
     assert found == {"noise": 1.0, "ridge": None, "early_stopping": None,
-                     "quantisation": None, "pruning": 0.5}
+                     "quantisation": None, "pruning": 0.5, "first_layer": 10.0}
     cost = chapter.costs(settings, table, found)
     assert cost["noise"] == {"strength": 1.0, "train_error": 0.1, "prediction_change": 0.2}
     assert cost["ridge"]["strength"] == 1.0  # the strongest, as none crossed
+    assert cost["first_layer"] == {"strength": 10.0, "train_error": 1.0,
+                                   "prediction_change": 2.0, "first_layer_moved": 0.1}
     robust = pd.DataFrame({"strength": [0.0, 0.1, 1.0], "mean_error": [0, 1e-3, 1e-2],
                            "bound": [0, 2e-3, 2e-2]})
     privacy = pd.DataFrame({"ridge": [1.0], "epsilon at noise 0.1": [50.0],
@@ -265,10 +293,14 @@ def test_the_defences_chapter_reads_thresholds_and_costs_from_the_table():
     verdicts = {c.name: c.holds for c in chapter.claims(settings, table, robust, privacy)}
     assert verdicts == {"undefended_recovered": True, "span_defences_fail": True,
                         "noise_stops_it": True, "error_within_bound": True,
-                        "no_useful_guarantee": True}
+                        "first_layer_stops_it": True, "no_useful_guarantee": True}
     head = chapter.headline(settings, table, robust, privacy)
     assert head["threshold_ridge"] == "none in the grid" and head["threshold_noise"] == "1"
-    assert head["smallest_epsilon"] == 12.0
+    assert head["smallest_epsilon"] == 12.0 and head["first_layer_moved"] == 0.1
+    table.loc[(table["defence"] == "first_layer") & (table["strength"] == 0)
+              & (table["ratio"] == 4.0), "recovered"] = 0.5
+    verdicts = {c.name: c.holds for c in chapter.claims(settings, table, robust, privacy)}
+    assert not verdicts["first_layer_stops_it"]  # the frozen network must be recovered
 
 
 def test_defended_models_and_their_settings():
@@ -287,6 +319,22 @@ def test_defended_models_and_their_settings():
         chapter.Defences(bits=[0, 2.5])
     with pytest.raises(ValueError, match=r"prune shares must lie in \[0, 1\]"):
         chapter.Defences(prune=[0.0, 2.0])
+
+
+def test_first_layer_cells_cost_against_the_frozen_network():
+    from recon import problems
+    from recon.chapters import defences as chapter
+    from recon.data import sphere_points
+
+    settings = chapter.Defences(n=2, d=3, ratios=[0.5, 4.0], first_layer=[0.0, 10.0])
+    setup = problems.setup_synthetic_rf(2, 3, 24, 0)
+    X, y = setup.dataset
+    test = sphere_points(jax.random.key(5), 20, 3, X.dtype)
+    (frozen, (error0, change0), moved0), (trained, (error1, change1), moved1) = \
+        chapter._first_layer_cells(settings, setup, X, y, test)
+    assert change0 == 0 and moved0 == 0 and 0 < moved1 and 0 < change1
+    assert error0 < 1e-6 and error1 < 1e-6  # both networks fit their training set
+    assert frozen.p == trained.p == 24
 
 
 def test_pinned_problems_are_underdetermined_exactly_when_their_problem_is():

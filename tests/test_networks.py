@@ -114,6 +114,30 @@ def test_train_step_budget_and_errors(digits):
         train.train_full_batch(model, X, Y, lr="fast", progress=False)
 
 
+def test_lr_scale_freezes_or_speeds_up_a_layer(digits):
+    X, Y = digits
+    moved = {}
+    for scale in (0.0, 1.0, 10.0):
+        model = TwoLayer(64, 100, k=2, rngs=nnx.Rngs(0))
+        W1, W2 = np.asarray(model.W1[...]), np.asarray(model.W2[...])
+        report = train.train_full_batch(model, X, Y, max_steps=20, tol=0, progress=False,
+                                        lr_scale={"W1": scale})
+        assert np.all(np.isfinite(report.loss)) and report.final_loss < report.initial_loss
+        assert not np.array_equal(np.asarray(model.W2[...]), W2)
+        moved[scale] = np.linalg.norm(np.asarray(model.W1[...]) - W1)
+    assert moved[0.0] == 0 and 0 < moved[1.0] < moved[10.0]
+    # the automatic rate is 1 / lambda_max of the scaled Gauss-Newton matrix: lower when a
+    # layer steps faster
+    rates = [train.train_full_batch(TwoLayer(64, 100, k=2, rngs=nnx.Rngs(0)), X, Y,
+                                    max_steps=1, progress=False, lr_scale={"W1": s}).lr
+             for s in (1.0, 100.0)]
+    assert rates[1] < rates[0]
+    with pytest.raises(KeyError, match="no parameter of the model; available: W1, W2"):
+        train.train_full_batch(model, X, Y, lr_scale={"W3": 1.0}, progress=False)
+    with pytest.raises(ValueError, match=r"lr_scale\['W1'\] must be >= 0"):
+        train.train_full_batch(model, X, Y, lr_scale={"W1": -1.0}, progress=False)
+
+
 # ----------------------------------------------------------------------------- readout problems
 
 def _finite_difference_check(model, name, X, eps=0.5):

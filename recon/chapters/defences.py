@@ -4,7 +4,8 @@ costs the model.
 :class:`Defences` holds the validated settings: a grid of ``p / (d n)`` and, per defence, its
 strengths from "off" to strongest. :func:`run_cells` trains one random-features model per
 ratio and seed, applies every defence at every strength (:mod:`recon.defences`, or the
-ridge and early-stopped readouts of :mod:`recon.train`), pads every defended problem to one
+ridge and early-stopped readouts of :mod:`recon.train`, or a two-layer network whose first
+layer trains too, :func:`recon.defences.train_first_layer`), pads every defended problem to one
 ``P`` and attacks all of them in one batch. :func:`thresholds` finds, per defence, the
 weakest strength at which recovery at the largest ratio falls below half, and
 :func:`costs` what that strength costs; :func:`robustness` sets the reconstruction error
@@ -35,6 +36,7 @@ DEFENCES = {
     "early_stopping": ("early_stopping", "gradient steps from zero (0: to convergence)", False),
     "quantisation": ("bits", "bits per entry (0: float32)", False),
     "pruning": ("prune", "share of entries set to zero", True),
+    "first_layer": ("first_layer", "first layer's step / readout's (0: frozen)", True),
 }
 
 
@@ -54,8 +56,9 @@ def _levels(name: str, value, integer: bool) -> list:
 class Defences(ChapterSettings):
     """Random features on ``n`` synthetic points, at ``p = ratio * d n`` for each ratio and
     seed; each defence at each of its strengths (the first 0: off); recovery by the
-    ``default`` solver within ``max_steps``; ``test_points`` fresh points measure how much a
-    defence changes the predictions; ``delta``, ``label_bound`` and ``dp_ridge`` set the
+    ``default`` solver within ``max_steps``; ``first_layer`` sets the two-layer network's
+    first-layer step relative to its readout's (:func:`recon.defences.train_first_layer`);
+    ``test_points`` fresh points measure how much a defence changes the predictions; ``delta``, ``label_bound`` and ``dp_ridge`` set the
     privacy accounting of the noise (see :func:`privacy_table`)."""
 
     n: int = 4
@@ -67,6 +70,7 @@ class Defences(ChapterSettings):
     early_stopping: list = field(default_factory=lambda: [0, 10000, 1000, 100, 10])
     bits: list = field(default_factory=lambda: [0, 16, 8, 4, 2])
     prune: list = field(default_factory=lambda: [0.0, 0.1, 0.5, 0.9])
+    first_layer: list = field(default_factory=lambda: [0.0, 1.0, 10.0, 100.0])
     test_points: int = 200
     max_steps: int = 2000
     delta: float = 1e-5
@@ -81,7 +85,7 @@ class Defences(ChapterSettings):
             raise ValueError(f"ratios must give p > n (ratio above 1/d = {1 / self.d:g}): at "
                              f"p <= n any candidates fit theta; got {self.ratios}")
         object.__setattr__(self, "seeds", checks.seed_list("seeds", self.seeds))
-        for name in ("noise", "ridge", "prune"):
+        for name in ("noise", "ridge", "prune", "first_layer"):
             object.__setattr__(self, name, _levels(name, getattr(self, name), False))
         for name in ("early_stopping", "bits"):
             object.__setattr__(self, name, _levels(name, getattr(self, name), True))
@@ -123,6 +127,8 @@ def defended_model(model, X, y, defence: str, level, key):
         return defences.quantize(model, level)
     if defence == "pruning":
         return defences.prune(model, level)
+    if defence == "first_layer":
+        return defences.train_first_layer(model, X, y, level, key).model
     copy = defences.with_readout(model, model.theta[...])
     if defence == "ridge":
         train.fit_ridge(copy, X, y, ridge_lambda(model, X, level))
@@ -136,19 +142,34 @@ def defended_model(model, X, y, defence: str, level, key):
 def _cell_costs(model, defended, X, y, test) -> tuple[float, float]:
     """Relative train error of ``defended`` and its relative change of predictions on
     ``test`` against ``model``."""
-    y = np.asarray(y, np.float64)
-    train_error = float(np.mean((np.asarray(defended(X), np.float64) - y) ** 2) / np.var(y))
-    before = np.asarray(model(test), np.float64)
-    change = float(np.mean((np.asarray(defended(test), np.float64) - before) ** 2)
-                   / np.mean(before ** 2))
+    y = np.asarray(y, np.float64).ravel()
+
+    def predict(m, inputs):  # (m,) for random features, (m, 1) for the two-layer network
+        return np.asarray(m(inputs), np.float64).reshape(len(inputs))
+
+    train_error = float(np.mean((predict(defended, X) - y) ** 2) / np.var(y))
+    before = predict(model, test)
+    change = float(np.mean((predict(defended, test) - before) ** 2) / np.mean(before ** 2))
     return train_error, change
+
+
+def _first_layer_cells(settings: Defences, setup, X, y, test) -> list[tuple]:
+    """Per strength of ``first_layer``: the released model (what the attack sees), the
+    costs against the network trained with its first layer frozen (strength 0, whose
+    readout starts from the same ``W2(0)``) and how far the first layer moved."""
+    key = jax.random.fold_in(setup.key, 99)
+    trained = [defences.train_first_layer(setup.model, X, y, level, key)
+               for level in settings.first_layer]
+    return [(out.model, _cell_costs(trained[0].network, out.network, X, y, test),
+             out.first_layer_moved) for out in trained]
 
 
 def run_cells(settings: Defences, progress: bool = True) -> pd.DataFrame:
     """One row per (defence, strength, ratio, seed): ``p``, the recovered share, the mean
-    matched error, the final loss, the relative train error and the relative change of the
-    predictions on fresh points. Every defended problem is padded to the largest ``p`` and
-    all are attacked in one batch."""
+    matched error, the final loss, the relative train error, the relative change of the
+    predictions on fresh points and (``first_layer`` only) how far the first layer moved.
+    Every defended problem is padded to the largest ``p`` and all are attacked in one
+    batch."""
     rows, problem_list, keys, truths = [], [], [], []
     ps = [max(1, round(r * settings.dn)) for r in settings.ratios]
     for ratio, p in zip(settings.ratios, ps):
@@ -157,17 +178,21 @@ def run_cells(settings: Defences, progress: bool = True) -> pd.DataFrame:
             X, y = setup.dataset
             test = sphere_points(jax.random.fold_in(setup.key, 1), settings.test_points,
                                  settings.d, X.dtype)
+            first_layer = _first_layer_cells(settings, setup, X, y, test)
             for defence in DEFENCES:
                 for i, level in enumerate(settings.strengths(defence)):
                     k_defence, k_solve = jax.random.split(jax.random.fold_in(setup.key, 7 + i))
-                    model = defended_model(setup.model, X, y, defence, level, k_defence)
+                    if defence == "first_layer":
+                        model, cost, moved = first_layer[i]
+                    else:
+                        model = defended_model(setup.model, X, y, defence, level, k_defence)
+                        cost, moved = _cell_costs(setup.model, model, X, y, test), math.nan
                     problem_list.append(problems.random_features_problem(model, settings.n))
                     keys.append(k_solve)
                     truths.append(X)
                     rows.append({"defence": defence, "strength": level, "ratio": ratio,
-                                 "p": p, "seed": seed}
-                                | dict(zip(("train_error", "prediction_change"),
-                                           _cell_costs(setup.model, model, X, y, test))))
+                                 "p": p, "seed": seed, "first_layer_moved": moved}
+                                | dict(zip(("train_error", "prediction_change"), cost)))
     top = max(ps)
     padded = [problems.pad_features(q, top) for q in problem_list]
     results = solve_batch(padded, preset("default", max_steps=settings.max_steps), keys,
@@ -201,7 +226,8 @@ def thresholds(settings: Defences, table: pd.DataFrame) -> dict[str, float | Non
 
 def costs(settings: Defences, table: pd.DataFrame, found: dict) -> dict[str, dict]:
     """Per defence, at its threshold strength (or its strongest, when it has none) and the
-    largest ratio: the strength, the mean relative train error and prediction change."""
+    largest ratio: the strength, the mean relative train error and prediction change (and
+    for ``first_layer`` how far the first layer moved, relative to its norm)."""
     top = settings.ratios[-1]
     out = {}
     for defence, level in found.items():
@@ -212,14 +238,20 @@ def costs(settings: Defences, table: pd.DataFrame, found: dict) -> dict[str, dic
                         "train_error": glue.significant(part["train_error"].mean(), 3),
                         "prediction_change": glue.significant(part["prediction_change"].mean(),
                                                               3)}
+        if defence == "first_layer":
+            out[defence]["first_layer_moved"] = glue.significant(
+                part["first_layer_moved"].mean(), 3)
     return out
 
 
 def plot_heatmaps(settings: Defences, table: pd.DataFrame):
     """One heat map per defence: the mean recovered share over ``p / (d n)`` (columns) and
     the defence's strength (rows, off at the top)."""
-    fig, axes = plt.subplots(1, len(DEFENCES), figsize=(3.2 * len(DEFENCES), 3.4),
-                             constrained_layout=True)
+    columns = math.ceil(len(DEFENCES) / 2)
+    fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 6.8), constrained_layout=True)
+    axes = axes.ravel()
+    for ax in axes[len(DEFENCES):]:
+        ax.set_axis_off()
     for ax, defence in zip(axes, DEFENCES):
         grid = recovery_grid(table, defence)
         image = ax.imshow(grid.values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -299,19 +331,23 @@ def headline(settings: Defences, table: pd.DataFrame, robust: pd.DataFrame,
     which recovery at the largest ratio falls below half, or ``None``), ``defence_cost``
     (name -> the relative train error and prediction change at that strength, or at the
     strongest where there is none), the ratio they are read at, the undefended recovery
-    there, the smallest ``epsilon`` of the privacy table and the mean matched error of the
-    reconstruction at the noise's threshold (``None`` without one)."""
+    there, the smallest ``epsilon`` of the privacy table, how far the first layer moved at
+    its threshold (or strongest) strength and the mean matched error of the reconstruction
+    at the noise's threshold (``None`` without one)."""
     found = thresholds(settings, table)
     top = table[(table["ratio"] == settings.ratios[-1]) & (table["strength"] == 0)]
     epsilons = privacy.filter(like="epsilon").to_numpy().ravel()
+    cost = costs(settings, table, found)
     return {
         "n": settings.n, "d": settings.d, "dn": settings.dn,
         "top_ratio": settings.ratios[-1],
         "undefended_recovered": glue.decimals(top["recovered"].mean(), 2),
         "defence_threshold": found,
-        "defence_cost": costs(settings, table, found),
+        "defence_cost": cost,
         "smallest_epsilon": glue.significant(float(np.min(epsilons)), 3),
         "delta": settings.delta,
+        "first_layer_moved": cost["first_layer"]["first_layer_moved"],
+        "first_layer_train_error": cost["first_layer"]["train_error"],
         "noise_threshold_error": (None if found["noise"] is None else glue.significant(
             float(robust.loc[robust["strength"] == found["noise"], "mean_error"].iloc[0]), 3)),
     } | {f"threshold_{k}": "none in the grid" if v is None else f"{v:g}"
@@ -324,6 +360,7 @@ def claims(settings: Defences, table: pd.DataFrame, robust: pd.DataFrame,
     found = thresholds(settings, table)
     top = table[(table["ratio"] == settings.ratios[-1]) & (table["strength"] == 0)]
     in_span = [found["ridge"], found["early_stopping"]]
+    frozen = top[top["defence"] == "first_layer"]
     on = robust[robust["strength"] > 0]
     epsilons = privacy.filter(like="epsilon").to_numpy().ravel()
     return [
@@ -342,6 +379,12 @@ def claims(settings: Defences, table: pd.DataFrame, robust: pd.DataFrame,
               bool(np.all(on["mean_error"] <= on["bound"] * 1.5)),
               errors=[glue.significant(v, 3) for v in on["mean_error"]],
               bounds=[glue.significant(v, 3) for v in on["bound"]]),
+        claim("first_layer_stops_it", "Training the first layer too brings recovery at the "
+              "largest ratio below half at some strength of the grid, while with the first "
+              "layer frozen (the random-features model) every sample is recovered there.",
+              found["first_layer"] is not None and frozen["recovered"].mean() == 1.0,
+              first_layer_threshold=found["first_layer"],
+              frozen_recovered=glue.decimals(frozen["recovered"].mean(), 2)),
         claim("no_useful_guarantee", "No noise level of the grid gives the ridge readout a "
               "meaningful guarantee: every epsilon is above 10.",
               float(np.min(epsilons)) > 10,
