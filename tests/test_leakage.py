@@ -267,7 +267,8 @@ def _made_up_defences():
              "train_error": 0.1 * s, "prediction_change": 0.2 * s, "loss": 0.0,
              "recovered": 0.0 if r < 1 else recovered.get((k, s), 1.0),
              "mean_error": 1e-4 * (1 + s),
-             "first_layer_moved": 0.01 * s if k == "first_layer" else float("nan")}
+             "first_layer_moved": 0.01 * s if k == "first_layer" else float("nan"),
+             "auc_one_point": 1.0 - 0.1 * s}
             for k in chapter.DEFENCES for s in settings.strengths(k) for r in settings.ratios]
     return settings, pd.DataFrame(rows)
 
@@ -282,10 +283,12 @@ def test_the_defences_chapter_reads_thresholds_and_costs_from_the_table():
     assert found == {"noise": 1.0, "ridge": None, "early_stopping": None,
                      "quantisation": None, "pruning": 0.5, "first_layer": 10.0}
     cost = chapter.costs(settings, table, found)
-    assert cost["noise"] == {"strength": 1.0, "train_error": 0.1, "prediction_change": 0.2}
+    assert cost["noise"] == {"strength": 1.0, "train_error": 0.1, "prediction_change": 0.2,
+                             "membership_auc": 0.9}
     assert cost["ridge"]["strength"] == 1.0  # the strongest, as none crossed
     assert cost["first_layer"] == {"strength": 10.0, "train_error": 1.0,
-                                   "prediction_change": 2.0, "first_layer_moved": 0.1}
+                                   "prediction_change": 2.0, "first_layer_moved": 0.1,
+                                   "membership_auc": 0.0}
     robust = pd.DataFrame({"strength": [0.0, 0.1, 1.0], "mean_error": [0, 1e-3, 1e-2],
                            "bound": [0, 2e-3, 2e-2]})
     privacy = pd.DataFrame({"ridge": [1.0], "epsilon at noise 0.1": [50.0],
@@ -297,6 +300,7 @@ def test_the_defences_chapter_reads_thresholds_and_costs_from_the_table():
     head = chapter.headline(settings, table, robust, privacy)
     assert head["threshold_ridge"] == "none in the grid" and head["threshold_noise"] == "1"
     assert head["smallest_epsilon"] == 12.0 and head["first_layer_moved"] == 0.1
+    assert head["membership_pruning"] == 0.95 and head["membership_ridge"] == 0.9
     table.loc[(table["defence"] == "first_layer") & (table["strength"] == 0)
               & (table["ratio"] == 4.0), "recovered"] = 0.5
     verdicts = {c.name: c.holds for c in chapter.claims(settings, table, robust, privacy)}

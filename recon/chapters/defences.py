@@ -18,11 +18,12 @@ import math
 from dataclasses import dataclass, field
 
 import jax
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from recon import checks, defences, metrics, problems, theory, train
+from recon import checks, defences, leakage, metrics, problems, theory, train
 from recon.book import glue
 from recon.book.claims import Claim, claim
 from recon.chapters.settings import ChapterSettings
@@ -167,8 +168,9 @@ def _first_layer_cells(settings: Defences, setup, X, y, test) -> list[tuple]:
 def run_cells(settings: Defences, progress: bool = True) -> pd.DataFrame:
     """One row per (defence, strength, ratio, seed): ``p``, the recovered share, the mean
     matched error, the final loss, the relative train error, the relative change of the
-    predictions on fresh points and (``first_layer`` only) how far the first layer moved.
-    Every defended problem is padded to the largest ``p`` and all are attacked in one
+    predictions on fresh points, the one-point membership AUC of the training points against
+    the fresh points (:func:`recon.leakage.one_point_scores`, no solver needed) and
+    (``first_layer`` only) how far the first layer moved. Every defended problem is padded to the largest ``p`` and all are attacked in one
     batch."""
     rows, problem_list, keys, truths = [], [], [], []
     ps = [max(1, round(r * settings.dn)) for r in settings.ratios]
@@ -187,11 +189,15 @@ def run_cells(settings: Defences, progress: bool = True) -> pd.DataFrame:
                     else:
                         model = defended_model(setup.model, X, y, defence, level, k_defence)
                         cost, moved = _cell_costs(setup.model, model, X, y, test), math.nan
-                    problem_list.append(problems.random_features_problem(model, settings.n))
+                    problem = problems.random_features_problem(model, settings.n)
+                    scores = leakage.one_point_scores(problem, jnp.concatenate([X, test]))
+                    problem_list.append(problem)
                     keys.append(k_solve)
                     truths.append(X)
                     rows.append({"defence": defence, "strength": level, "ratio": ratio,
-                                 "p": p, "seed": seed, "first_layer_moved": moved}
+                                 "p": p, "seed": seed, "first_layer_moved": moved,
+                                 "auc_one_point": leakage.membership_auc(
+                                     scores[:settings.n], scores[settings.n:])}
                                 | dict(zip(("train_error", "prediction_change"), cost)))
     top = max(ps)
     padded = [problems.pad_features(q, top) for q in problem_list]
@@ -204,12 +210,12 @@ def run_cells(settings: Defences, progress: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def recovery_grid(table: pd.DataFrame, defence: str) -> pd.DataFrame:
-    """Mean recovered share over seeds, strengths as rows (off first) and ratios as columns."""
+def recovery_grid(table: pd.DataFrame, defence: str, value: str = "recovered") -> pd.DataFrame:
+    """Mean of ``value`` (the recovered share, or another column) over seeds, strengths as
+    rows (off first) and ratios as columns."""
     part = table[table["defence"] == defence]
-    grid = part.pivot_table(index="strength", columns="ratio", values="recovered",
-                            aggfunc="mean", sort=False)
-    return grid
+    return part.pivot_table(index="strength", columns="ratio", values=value, aggfunc="mean",
+                            sort=False)
 
 
 def thresholds(settings: Defences, table: pd.DataFrame) -> dict[str, float | None]:
@@ -226,8 +232,9 @@ def thresholds(settings: Defences, table: pd.DataFrame) -> dict[str, float | Non
 
 def costs(settings: Defences, table: pd.DataFrame, found: dict) -> dict[str, dict]:
     """Per defence, at its threshold strength (or its strongest, when it has none) and the
-    largest ratio: the strength, the mean relative train error and prediction change (and
-    for ``first_layer`` how far the first layer moved, relative to its norm)."""
+    largest ratio: the strength, the mean relative train error and prediction change, the
+    one-point membership AUC that is left (not a cost: what the defence still gives away),
+    and for ``first_layer`` how far the first layer moved, relative to its norm."""
     top = settings.ratios[-1]
     out = {}
     for defence, level in found.items():
@@ -237,24 +244,31 @@ def costs(settings: Defences, table: pd.DataFrame, found: dict) -> dict[str, dic
         out[defence] = {"strength": level,
                         "train_error": glue.significant(part["train_error"].mean(), 3),
                         "prediction_change": glue.significant(part["prediction_change"].mean(),
-                                                              3)}
+                                                              3),
+                        "membership_auc": glue.decimals(part["auc_one_point"].mean(), 2)}
         if defence == "first_layer":
             out[defence]["first_layer_moved"] = glue.significant(
                 part["first_layer_moved"].mean(), 3)
     return out
 
 
-def plot_heatmaps(settings: Defences, table: pd.DataFrame):
-    """One heat map per defence: the mean recovered share over ``p / (d n)`` (columns) and
-    the defence's strength (rows, off at the top)."""
+#: what :func:`plot_heatmaps` can show: column -> (colour bar label, lowest, highest)
+SHOWN = {"recovered": ("recovered share", 0.0, 1.0),
+         "auc_one_point": ("one-point membership AUC", 0.5, 1.0)}
+
+
+def plot_heatmaps(settings: Defences, table: pd.DataFrame, value: str = "recovered"):
+    """One heat map per defence: the mean of ``value`` (a key of :data:`SHOWN`) over
+    ``p / (d n)`` (columns) and the defence's strength (rows, off at the top)."""
+    label, low, high = SHOWN[value]
     columns = math.ceil(len(DEFENCES) / 2)
     fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 6.8), constrained_layout=True)
     axes = axes.ravel()
     for ax in axes[len(DEFENCES):]:
         ax.set_axis_off()
     for ax, defence in zip(axes, DEFENCES):
-        grid = recovery_grid(table, defence)
-        image = ax.imshow(grid.values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        grid = recovery_grid(table, defence, value)
+        image = ax.imshow(grid.values, vmin=low, vmax=high, cmap="viridis", aspect="auto")
         ax.set_xticks(range(grid.shape[1]), [f"{r:g}" for r in grid.columns])
         ax.set_yticks(range(grid.shape[0]), [f"{s:g}" for s in grid.index])
         ax.set_xlabel("p / (d n)")
@@ -262,8 +276,8 @@ def plot_heatmaps(settings: Defences, table: pd.DataFrame):
         ax.set_ylabel(DEFENCES[defence][1], fontsize=7)
         for (i, j), v in np.ndenumerate(grid.values):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="w" if v < 0.5 else "k")
-    fig.colorbar(image, ax=axes, shrink=0.8, label="recovered share")
+                    color="w" if v < (low + high) / 2 else "k")
+    fig.colorbar(image, ax=axes, shrink=0.8, label=label)
     return fig
 
 
@@ -351,7 +365,8 @@ def headline(settings: Defences, table: pd.DataFrame, robust: pd.DataFrame,
         "noise_threshold_error": (None if found["noise"] is None else glue.significant(
             float(robust.loc[robust["strength"] == found["noise"], "mean_error"].iloc[0]), 3)),
     } | {f"threshold_{k}": "none in the grid" if v is None else f"{v:g}"
-         for k, v in found.items()}
+         for k, v in found.items()} | {f"membership_{k}": v["membership_auc"]
+                                       for k, v in cost.items()}
 
 
 def claims(settings: Defences, table: pd.DataFrame, robust: pd.DataFrame,
