@@ -13,6 +13,7 @@ from recon.chapters.image_chapter import ChapterData, Outcome, shown, sweep_tabl
 from recon.chapters.images_rf import ImagesRF
 from recon.chapters.resnet import ResNetImages
 from recon.chapters.two_layer import TwoLayerImages
+from recon.solver import Reseed
 
 CHAPTERS = {"images_rf": "images-rf", "two_layer": "two-layer", "resnet": "resnet"}
 GLUED = {"p_over_dn", "recovered_fraction", "mean_ssim", "ssim_success", "dataset",
@@ -86,6 +87,8 @@ def test_a_bad_dataset_stops_the_notebook_before_computing(tmp_path, monkeypatch
     (lambda: ImagesRF(holdout=0), ValueError, "holdout must be an integer >= 1"),
     (lambda: ImagesRF(baseline_margin=1.5), ValueError, "baseline_margin must lie in [0, 1]"),
     (lambda: ImagesRF(dataset="photos", n=22), ValueError, "n must be at most 20 for dataset"),
+    (lambda: ResNetImages(reseed_pool=0), ValueError, "reseed_pool must be an integer >= 1"),
+    (lambda: ImagesRF(reseed_steps=-1), ValueError, "reseed_steps must be an integer >= 0"),
 ])
 def test_settings_refuse_bad_parameters(make, error, message):
     with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -100,6 +103,17 @@ def test_sizes_follow_the_ratios():
     res = ResNetImages(n=4, stem_kernel=6, stem_padding=1)
     assert res.feature_map_shape == (5, 5) and res.p_of(102) == 2550
     assert shown(10, 4).tolist() == [0, 3, 6, 9] and shown(3, 10).tolist() == [0, 1, 2]
+
+
+def test_the_reseeding_settings_reach_the_solver():
+    """The chapter's re-seed period, search pool and search length make the solver's
+    :class:`recon.solver.Reseed` (with cloning at its checks); period 0 turns both off."""
+    solver = ResNetImages(reseed_patience=200, reseed_pool=8, reseed_steps=100).make_solver()
+    assert solver.reseed == Reseed(patience=200, pool=8, steps=100)
+    assert solver.cloning is not None
+    off = ResNetImages(reseed_patience=0, reseed_pool=8).make_solver()
+    assert off.reseed is None and off.cloning is None
+    assert ImagesRF().make_solver().reseed == Reseed(patience=300)  # the searches' defaults
 
 
 def test_settings_come_from_the_parameters_cell_with_its_sentinels():

@@ -204,6 +204,9 @@ class ImageChapter(ChapterSettings):
         max_steps: the solver's step budget per model.
         restarts: random starts the solver runs side by side (0: chosen by problem size).
         reseed_patience: the default solver's stuck-candidate reseeding period (0: off).
+        reseed_pool, reseed_steps: the one-point searches of each re-seed (how many, how
+            many steps each; :class:`recon.solver.Reseed`); fewer and shorter searches make
+            a re-seed cheaper where each is a pass through a network.
         threshold: a sample counts as recovered when its matched error is below this.
         ssim_level: an image counts as reconstructed when its SSIM is above this (0.4 in the
             paper).
@@ -237,6 +240,8 @@ class ImageChapter(ChapterSettings):
     max_steps: int = 3000
     restarts: int = 0
     reseed_patience: int = 300
+    reseed_pool: int = 64
+    reseed_steps: int = 200
     threshold: float = 1e-2
     ssim_level: float = 0.4
     show: int = 10
@@ -257,6 +262,8 @@ class ImageChapter(ChapterSettings):
         if self.reseed_patience % 100:
             raise ValueError(f"reseed_patience must be a multiple of 100 (the solver's block), "
                              f"got {self.reseed_patience}")
+        checks.positive_int("reseed_pool", self.reseed_pool)
+        checks.nonnegative_int("reseed_steps", self.reseed_steps)
         checks.positive_float("threshold", self.threshold)
         checks.fraction("ssim_level", self.ssim_level)
         checks.positive_int("show", self.show)
@@ -379,10 +386,12 @@ class ImageChapter(ChapterSettings):
         return solvers.preset("default", **overrides)
 
     def reseeding(self) -> dict:
-        """The solver's re-seeding of stuck starts every ``reseed_patience`` steps; with
+        """The solver's re-seeding of stuck starts every ``reseed_patience`` steps, each by
+        ``reseed_pool`` one-point searches of ``reseed_steps`` steps; with
         ``reseed_patience=0`` it is off, and so is the cloning that happens at its checks."""
         if self.reseed_patience:
-            return {"reseed": solvers.Reseed(patience=self.reseed_patience)}
+            return {"reseed": solvers.Reseed(patience=self.reseed_patience,
+                                             pool=self.reseed_pool, steps=self.reseed_steps)}
         return {"reseed": None, "cloning": None}
 
     def keys(self):
