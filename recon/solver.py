@@ -30,7 +30,7 @@ from recon import checks, precision, sphere
 from recon.blocks import run_blocks
 from recon.loss import projection_share
 from recon.problems import (ProblemBatch, ReconstructionProblem, check_determined,
-                            stack_problems)
+                            real_feature_count, stack_problems)
 from recon.program_cache import cached_program, program_problem
 from recon.solver_moves import (clone_targets, initial_candidates, leave_one_out_confidence,
                                 over_problems, polish_applies, polish_program, reseed_program)
@@ -40,7 +40,8 @@ Array = jax.Array
 
 __all__ = ["Cloning", "History", "Polish", "PRESETS", "Reconstruction", "Reseed", "Smoothing",
            "Solver", "SolverState", "clone_targets", "initial_candidates", "polish_applies",
-           "preset", "resolve_restarts", "smoothing_steps", "solve", "solve_batch"]
+           "batch_feature_ratio", "feature_ratio", "preset", "resolve_restarts",
+           "smoothing_steps", "solve", "solve_batch"]
 
 _PARTS = {"smoothing": Smoothing, "reseed": Reseed, "cloning": Cloning, "polish": Polish}
 
@@ -59,7 +60,11 @@ class Solver:
         restarts: independent random starts run side by side (``jax.vmap``); the first to
             reach ``tol`` (or the lowest loss) is kept. 0 chooses by problem size: the largest
             power of two (at most ``max_auto_restarts``) keeping ``restarts * n * d * P`` under
-            ``auto_restart_work``, so small problems get many starts for little time.
+            ``auto_restart_work``, so small problems get many starts for little time; one
+            start far above the threshold, where the real features number at least
+            ``single_start_ratio`` times the unknowns ``d n`` (:func:`feature_ratio`):
+            there start 0 (exact features, the others smoothed) wins anyway, and further
+            starts only cost time.
         chunk: steps per compiled block; the stopping rule and progress bar update per block.
         ridge: relative ridge of the Gram solve (:func:`recon.loss.ridged_gram`).
         smoothing, reseed, cloning, polish: the optional escape moves
@@ -74,6 +79,7 @@ class Solver:
     restarts: int = 1
     max_auto_restarts: int = 16
     auto_restart_work: float = 2e6
+    single_start_ratio: float = 10.0
     chunk: int = 100
     ridge: float = 1e-10
     smoothing: Smoothing | None = None
@@ -91,6 +97,7 @@ class Solver:
         checks.nonnegative_int("restarts", self.restarts)
         checks.positive_int("max_auto_restarts", self.max_auto_restarts)
         checks.positive_float("auto_restart_work", self.auto_restart_work)
+        checks.positive_float("single_start_ratio", self.single_start_ratio)
         checks.positive_int("chunk", self.chunk)
         checks.positive_float("ridge", self.ridge, allow_zero=True)
         for name, part in _PARTS.items():
@@ -240,13 +247,36 @@ def _grouped(shape_of_starts: tuple, array: Array) -> Array:
                        np.shape(shape_of_starts) + (1,) * (array.ndim - np.ndim(shape_of_starts)))
 
 
-def resolve_restarts(solver: Solver, problem: ReconstructionProblem) -> int:
-    """The number of random starts ``solver`` runs on ``problem`` (see ``Solver.restarts``)."""
+def resolve_restarts(solver: Solver, problem: ReconstructionProblem,
+                     ratio: float | None = None) -> int:
+    """The number of random starts ``solver`` runs on ``problem`` (see ``Solver.restarts``);
+    ``ratio``, its real features per feature row (:func:`feature_ratio` unless given: the
+    smallest of a batch)."""
     if solver.restarts:
         return solver.restarts
+    ratio = feature_ratio(problem) if ratio is None else ratio
+    if ratio >= solver.single_start_ratio:
+        return 1
     work = problem.n * problem.d * problem.P
     fits = max(1, int(solver.auto_restart_work // work))
     return int(min(solver.max_auto_restarts, 2 ** (fits.bit_length() - 1)))
+
+
+def feature_ratio(problem: ReconstructionProblem) -> float:
+    """``P' / (d n)``: the real features (:func:`recon.problems.real_feature_count`, padding
+    not counted) per unknown coordinate of the candidates, the law's ratio (``p / (d n)`` for
+    RF); known to the attacker."""
+    return real_feature_count(problem) / (problem.n * problem.d)
+
+
+def batch_feature_ratio(batch: ProblemBatch) -> float:
+    """The smallest :func:`feature_ratio` of the problems of ``batch`` (padded RF problems
+    count their unmasked features)."""
+    mask = batch.state.get("mask") if isinstance(batch.state, dict) else None
+    if mask is None or batch.problem.real_features is not None:
+        return feature_ratio(batch.problem)
+    real = np.count_nonzero(np.asarray(mask).reshape(batch.G, -1), axis=1).min()
+    return float(real) / (batch.problem.n * batch.problem.d)
 
 
 def smoothing_steps(problem: ReconstructionProblem, solver: Solver, restarts: int) -> int:
@@ -775,7 +805,7 @@ def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, prog
     from recon.metrics import per_sample_errors
 
     problem = batch.problem
-    restarts = resolve_restarts(solver, problem)
+    restarts = resolve_restarts(solver, problem, batch_feature_ratio(batch))
     sharp_from = smoothing_steps(problem, solver, restarts)
     state = initial_state(problem, solver, restarts, sharp_from, keys)
     clock = Clock()

@@ -93,15 +93,19 @@ class Polish(_Part):
     loose. With re-seeding on (:class:`Reseed`), a polish that ends above ``tol`` (a nearby
     minimum) or with a loose candidate re-seeds the least pinned candidate and polishes
     again, at most ``rounds`` times; the rounds end early when a re-seed comes back to the
-    same loss with every candidate pinned (a floor: the network's training loss, round-off). Polished too early, a start that Adam was still moving
-    towards the truth lands in a nearby minimum: hence ``below``."""
+    same loss with every candidate pinned (a floor: the network's training loss, round-off).
+    Polished too early, a start that Adam was still moving towards the truth lands in a
+    nearby minimum: hence ``below``. With ``balanced``, each candidate's coordinates are
+    scaled by its leave-one-out gain (:func:`recon.solver_moves.candidate_scales`), so a
+    sample with a tiny share of ``theta`` moves as fast as the others."""
 
     steps: int = 30
     cg_steps: int = 50
     below: float = 1e-3
     pinned: float = 1e3
     rounds: int = 4
+    balanced: bool = True
 
     _checks = {"steps": checks.positive_int, "cg_steps": checks.positive_int,
                "below": checks.positive_float, "pinned": checks.positive_float,
-               "rounds": checks.nonnegative_int}
+               "rounds": checks.nonnegative_int, "balanced": checks.boolean}
