@@ -182,7 +182,8 @@ class Reconstruction(NamedTuple):
     compilation time, why the run stopped (``"tol"``, ``"budget"``, ``"non-finite loss"``, or
     ``"unpinned"``: ``loss <= tol`` with a candidate that ``theta`` does not pin) and each
     candidate's leave-one-out confidence (:func:`recon.solver_moves.leave_one_out_confidence`;
-    about 1 or less: not pinned). The iterations count each Jacobian product of the polish
+    about 1 or less: not pinned) and the fresh restarts of a stalled lone start
+    (:func:`restart_stalled`). The iterations count each Jacobian product of the polish
     as one step (it costs about one gradient)."""
 
     X: Array
@@ -194,6 +195,7 @@ class Reconstruction(NamedTuple):
     compile_seconds: float = 0.0
     stop_reason: str = "budget"
     confidence: np.ndarray | None = None
+    fresh_starts: int = 0
 
 
 class SolverState(NamedTuple):
@@ -217,6 +219,9 @@ class SolverState(NamedTuple):
         polished: ``(G,)``, the loss after each problem's last polish (``inf`` before one).
         products: ``(G,)``, the polish's Jacobian products so far.
         unpinned: ``(G,)``, problems stopped at ``tol`` with a candidate not pinned.
+        window: ``(G, R)``, each start's loss at its last tenfold fall (or fresh start).
+        window_from: ``(G, R)``, the step of that fall.
+        fresh: ``(G,)``, fresh restarts so far (:func:`restart_stalled`).
     """
 
     X: Array
@@ -235,6 +240,9 @@ class SolverState(NamedTuple):
     polished: np.ndarray
     products: np.ndarray
     unpinned: np.ndarray
+    window: np.ndarray
+    window_from: np.ndarray
+    fresh: np.ndarray
 
     def running(self) -> np.ndarray:
         """``(G,)``, the problems still running."""
@@ -522,7 +530,9 @@ def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
                        np.full(starts, np.inf), np.full(starts, np.inf),
                        np.zeros(starts, dtype=np.int32), np.zeros(G, dtype=np.int64),
                        np.zeros(G), np.zeros(G, bool), np.full(G, np.inf),
-                       np.zeros(G, dtype=np.int64), np.zeros(G, bool))
+                       np.zeros(G, dtype=np.int64), np.zeros(G, bool),
+                       np.full(starts, np.inf), np.zeros(starts, dtype=np.int64),
+                       np.zeros(G, dtype=np.int64))
 
 
 def keep_best(state: SolverState, current: np.ndarray) -> SolverState:
@@ -601,15 +611,49 @@ def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
                           attempts=state.attempts + stuck)
 
 
+def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
+                    programs: Programs) -> tuple[SolverState, np.ndarray]:
+    """Fresh starts for stalled lone starts (``Reseed.fresh_after``): a start whose
+    ``current`` loss has not fallen tenfold in ``fresh_after`` steps (and is above ``tol``)
+    takes new random candidates and a fresh optimiser state; its best so far stays its
+    ``best_X``. Runs with one start per problem only (several starts have cloning). Returns
+    the state and the flags of the restarted starts."""
+    fell = current < 0.1 * state.window
+    window = np.where(fell, current, state.window)
+    since = np.where(fell, state.steps, state.window_from)
+    stalled = ((state.steps - since >= solver.reseed.fresh_after) & (current > solver.tol)
+               & state.running()[:, None])
+    if current.shape[1] != 1 or not stalled.any():
+        return state._replace(window=window, window_from=since), np.zeros_like(stalled)
+    split = jax.vmap(jax.random.split)(state.key)
+    key, sub = split[:, 0], split[:, 1]
+    problem = programs.batch.problem
+    new = jnp.stack([initial_candidates(k, problem, 1, state.X.dtype) for k in sub])
+    X = jnp.where(_grouped(stalled, state.X), new, state.X)
+    fresh = programs.init(X)
+    opt_state = jax.tree.map(lambda a, b: jnp.where(_grouped(stalled, a), a, b),
+                             fresh, state.opt_state)
+    return state._replace(
+        X=X, opt_state=opt_state, key=key, window=np.where(stalled, np.inf, window),
+        window_from=np.where(stalled, state.steps, since),
+        checkpoint=np.where(stalled, np.inf, state.checkpoint),
+        attempts=np.where(stalled, 0, state.attempts),
+        fresh=state.fresh + stalled.any(axis=1)), stalled
+
+
 def checkpoint(state: SolverState, current: np.ndarray, *, solver: Solver, sharp_from: int,
                programs: Programs) -> SolverState:
-    """The re-seeding check: a start on the exact loss whose loss fell by less than half
-    since the last check (and is above ``tol``) is stuck; stuck starts are cloned from the
-    best (:func:`clone_best`, once the smoothing phase is over) or re-seeded
+    """The re-seeding check: a lone start stalled for ``reseed.fresh_after`` steps starts
+    afresh (:func:`restart_stalled`); a start on the exact loss whose loss fell by less than
+    half since the last check (and is above ``tol``) is stuck; stuck starts are cloned from
+    the best (:func:`clone_best`, once the smoothing phase is over) or re-seeded
     (:func:`reseed_stuck`)."""
+    restarted = np.zeros(current.shape, bool)
+    if solver.reseed.fresh_after:
+        state, restarted = restart_stalled(state, current, solver=solver, programs=programs)
     exact_now = ~np.asarray(state.smoothed) | (state.steps > sharp_from)
     stuck = ((current > 0.5 * state.checkpoint) & (current > solver.tol) & exact_now
-             & state.running()[:, None])
+             & state.running()[:, None] & ~restarted)
     state = state._replace(checkpoint=np.where(exact_now, current, state.checkpoint))
     explore = np.zeros(current.shape, bool)
     if solver.cloning is not None and state.steps > sharp_from:
@@ -784,7 +828,8 @@ def report(state: SolverState, g: int, *, solver: Solver, sharp_from: int,
     history = recorder.history(loss_curve) if g == 0 else History(
         loss_curve, *(np.zeros(0) for _ in range(4)))
     return Reconstruction(state.best_X[g, best], loss, iterations, seconds, converged,
-                          history, clock.compile_seconds, reason, confidence)
+                          history, clock.compile_seconds, reason, confidence,
+                          int(state.fresh[g]))
 
 
 def _checked_truth(problem: ReconstructionProblem, solver: Solver, truth):

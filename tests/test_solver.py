@@ -435,6 +435,26 @@ def test_a_loose_candidate_at_tol_is_reported_unpinned_not_converged():
     assert plain.stop_reason == "unpinned" and plain.confidence.min() < 1e3
 
 
+def test_a_stalled_lone_start_starts_afresh_and_recovers():
+    """One start, p = 2 d n: it stalls in a spurious minimum (loss 1.7e-2, every sample
+    wrong) that re-seeds and the polish do not leave; a fresh start after 200 stalled steps
+    recovers every sample, and the result counts it."""
+    ds, _, _, problem, key = make_rf(n=4, d=10, p=80, seed=0)
+
+    def run(fresh_after):
+        solver = solvers.preset("default", restarts=1, max_steps=1000,
+                                reseed=solvers.Reseed(fresh_after=fresh_after))
+        result = solvers.solve(problem, solver, key, progress=False)
+        return result, float(metrics.per_sample_errors(result.X, ds.X).max())
+
+    stuck, error = run(0)
+    assert stuck.stop_reason == "budget" and stuck.fresh_starts == 0 and error > 0.5
+    fresh, error = run(200)
+    assert fresh.stop_reason == "tol" and fresh.fresh_starts >= 1 and error < 1e-3
+    with pytest.raises(ValueError, match="reseed fresh_after"):
+        solvers.Reseed(fresh_after=-1)
+
+
 def test_the_budget_is_never_overrun():
     _, _, _, problem, key = make_rf(n=3, d=6, p=100)
     result = solvers.solve(problem, solvers.preset("reference", max_steps=150, tol=0.0), key,
