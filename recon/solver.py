@@ -616,8 +616,10 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
     """Fresh starts for stalled lone starts (``Reseed.fresh_after``): a start whose
     ``current`` loss has not fallen tenfold in ``fresh_after`` steps (and is above ``tol``)
     takes new random candidates and a fresh optimiser state; its best so far stays its
-    ``best_X``. Runs with one start per problem only (several starts have cloning). Returns
-    the state and the flags of the restarted starts."""
+    ``best_X``. A stalled start whose best candidates are all pinned (leave-one-out confidence at
+    least ``polish.pinned``) sits at a floor (a network's training loss, round-off), not in a
+    spurious minimum, and goes on. Runs with one start per problem only (several starts have
+    cloning). Returns the state and the flags of the restarted starts."""
     fell = current < 0.1 * state.window
     window = np.where(fell, current, state.window)
     since = np.where(fell, state.steps, state.window_from)
@@ -625,6 +627,13 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
                & state.running()[:, None])
     if current.shape[1] != 1 or not stalled.any():
         return state._replace(window=window, window_from=since), np.zeros_like(stalled)
+    if solver.polish is not None:  # a floor (every candidate pinned) is kept, not restarted
+        for g in np.flatnonzero(stalled[:, 0]):
+            if programs.confidences(state.best_X[g, 0], int(g)).min() >= solver.polish.pinned:
+                stalled[g, 0] = False
+                since[g, 0] = state.steps
+        if not stalled.any():
+            return state._replace(window=window, window_from=since), stalled
     split = jax.vmap(jax.random.split)(state.key)
     key, sub = split[:, 0], split[:, 1]
     problem = programs.batch.problem

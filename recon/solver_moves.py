@@ -170,9 +170,9 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
     that lowers the loss is taken and ``lambda`` divided by 3, else ``lambda`` is multiplied
     by 4. With ``polish.balanced`` the unknowns are each candidate's coordinates scaled by
     :func:`candidate_scales` (fixed for the run), so the damping and CG treat a candidate of
-    tiny share like the others. It stops after ``polish.steps`` iterations, when ``lambda`` grows past ``1e3`` (no
-    step helps), or when three iterations lowered the loss by less than half: the round-off
-    floor, or a minimum. ``products`` counts ``cg_steps + 2`` Jacobian products per
+    tiny share like the others. It stops after ``polish.steps`` iterations, when ``lambda``
+    grows past ``1e3`` (no step helps), or when three iterations lowered the loss by less
+    than half: the round-off floor, or a minimum. ``products`` counts ``cg_steps + 2`` Jacobian products per
     iteration (each costs about one gradient of the loss; CG may stop earlier, so this is an
     upper bound). Every problem of the same shapes shares the compilation."""
     shape = (problem.n,) + problem.input_shape

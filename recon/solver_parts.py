@@ -57,9 +57,10 @@ class Reseed(_Part):
     with learning rate ``lr``) on that residual; its optimiser state is reset. Repeated
     re-seeds of a start try its candidates in turn, least useful first. A lone start (a
     run with one start) whose loss has not fallen tenfold in ``fresh_after`` steps (seen at
-    these checks; 0: never) starts afresh from random candidates, its best so far kept: a
-    spurious minimum that re-seeding one candidate at a time does not leave (seed 2 at the
-    authors' size sits at loss 3.5e-4 with every sample wrong)."""
+    these checks; 0: never) starts afresh from random candidates, its best so far kept,
+    unless its best candidates are all pinned (:class:`Polish`'s check: a floor): a spurious
+    minimum that re-seeding one candidate at a time does not leave (seed 2 at the authors'
+    size sits at loss 3.5e-4 with every sample wrong)."""
 
     patience: int = 200
     pool: int = 64

@@ -451,6 +451,19 @@ def test_a_stalled_lone_start_starts_afresh_and_recovers():
     assert stuck.stop_reason == "budget" and stuck.fresh_starts == 0 and error > 0.5
     fresh, error = run(200)
     assert fresh.stop_reason == "tol" and fresh.fresh_starts >= 1 and error < 1e-3
+    # theta a little outside the data's span: a floor with every candidate pinned, where
+    # the start goes on (without the polish's pinned check it restarts, in vain)
+    ds, _, _, problem, key = make_rf(n=3, d=6, p=120)
+    noise = jax.random.normal(jax.random.key(5), problem.theta.shape, problem.theta.dtype)
+    floored = dataclasses.replace(problem, theta=problem.theta + 1e-4 * jnp.linalg.norm(
+        problem.theta) * noise / np.sqrt(problem.theta.size))
+    solver = solvers.preset("default", restarts=1, max_steps=1500, tol=1e-14,
+                            reseed=solvers.Reseed(fresh_after=200))
+    kept = solvers.solve(floored, solver, key, progress=False)
+    assert kept.loss > 1e-14 and kept.fresh_starts == 0
+    assert metrics.per_sample_errors(kept.X, ds.X).max() < 1e-3
+    assert solvers.solve(floored, dataclasses.replace(solver, polish=None), key,
+                         progress=False).fresh_starts > 0
     with pytest.raises(ValueError, match="reseed fresh_after"):
         solvers.Reseed(fresh_after=-1)
 
