@@ -3,6 +3,7 @@ multiply, and the algorithmic threshold, for the default solver and the authors'
 preset, in one run on one machine.
 
     python benchmarks/solver_benchmark.py [--quick] [--readme README.md]
+    python benchmarks/solver_benchmark.py --only authors|small   # one piece, its keys only
 
 Recovery = every sample's matched error below 1e-3. The last line printed is one JSON object
 with the keys default_seconds (the slowest of seeds 0-4; null if one did not recover),
@@ -166,13 +167,17 @@ def _commit() -> str:
 SEEDS = (0, 1, 2, 3, 4)
 
 
-def race(budget):
+AUTHORS, SMALL = (20, 100, 20000), (10, 30, 3000)
+PIECES = {"authors": [AUTHORS], "small": [SMALL]}
+
+
+def race(budget, sizes=(AUTHORS, SMALL), names=("default", "reference")):
     """Time to recovery of both presets at the authors' size (the default on every seed of
     ``SEEDS``, the reference on seed 0: its budget is long) and at n=10, d=30, p=3000 (both
     on every seed). Keys ``(n, d, p, name, seed)``."""
     results = {}
-    for n, d, p in [(20, 100, 20000), (10, 30, 3000)]:
-        for name in ("default", "reference"):
+    for n, d, p in sizes:
+        for name in names:
             seeds = SEEDS if (name == "default" or p == 3000) else SEEDS[:1]
             for seed in seeds:
                 r = time_to_recovery(n, d, p, name, budget[name], seed)
@@ -196,26 +201,38 @@ def _slowest(results, n, d, p, name):
             float(np.median(done)) if done else None, len(done))
 
 
+def race_summary(results) -> dict:
+    """The keys of the race's sizes in ``results`` (see :func:`summarise`)."""
+    summary = {}
+    if any(key[:3] == AUTHORS for key in results):
+        slowest, median, recovered = _slowest(results, *AUTHORS, "default")
+        summary.update({
+            "default_seconds": slowest,
+            "default_seconds_median": median,
+            "authors_setting_recovered_seeds": recovered,
+            "authors_setting_seeds": len(SEEDS),
+            "authors_setting_stop_reasons": [results[(*AUTHORS, "default", s)]["stop_reason"]
+                                             for s in SEEDS],
+            "authors_setting_samples_recovered": [
+                results[(*AUTHORS, "default", s)]["samples_recovered"] for s in SEEDS]})
+    if any(key[:3] == SMALL for key in results):
+        summary.update({
+            "small_case_default_seconds": _slowest(results, *SMALL, "default")[0],
+            "small_case_reference_seconds": _slowest(results, *SMALL, "reference")[0]})
+    return summary
+
+
 def summarise(results, per_iteration_vs_matmul, thresholds, throughput) -> dict:
     """The JSON summary: the race at the authors' size, the thresholds, the iteration cost and
     the streamed-V memory (measured now, in a fresh process)."""
-    slowest, median, recovered = _slowest(results, 20, 100, 20000, "default")
-    reference = results[(20, 100, 20000, "reference", 0)]
+    slowest = _slowest(results, *AUTHORS, "default")[0]
+    reference = results[(*AUTHORS, "reference", 0)]
     speedup = (reference["seconds"] / slowest if reference["seconds"] and slowest else None)
     at_least = (reference["budget_seconds"] / slowest if speedup is None and slowest
                 else speedup)
     finite = {k: (None if np.isnan(v) else v) for k, v in thresholds.items()}
     return {
-        "default_seconds": slowest,
-        "default_seconds_median": median,
-        "authors_setting_recovered_seeds": recovered,
-        "authors_setting_seeds": len(SEEDS),
-        "authors_setting_stop_reasons": [results[(20, 100, 20000, "default", s)]["stop_reason"]
-                                         for s in SEEDS],
-        "authors_setting_samples_recovered": [
-            results[(20, 100, 20000, "default", s)]["samples_recovered"] for s in SEEDS],
-        "small_case_default_seconds": _slowest(results, 10, 30, 3000, "default")[0],
-        "small_case_reference_seconds": _slowest(results, 10, 30, 3000, "reference")[0],
+        **race_summary(results),
         "reference_seconds": reference["seconds"],
         "reference_budget_seconds": reference["budget_seconds"],
         "speedup": speedup,
@@ -253,6 +270,10 @@ def main():
                         help="rewrite the benchmark table of this Markdown file (README.md)")
     parser.add_argument("--chunked-only", action="store_true",
                         help="only the streamed-V memory measurement (run in a fresh process)")
+    parser.add_argument("--only", choices=sorted(PIECES),
+                        help="only the race at one size (authors: n=20, d=100, p=20000, the "
+                             "default on seeds 0-4; small: n=10, d=30, p=3000, both presets "
+                             "on seeds 0-4) and its keys of the summary; nothing is written")
     args = parser.parse_args()
     if args.readme:  # fail now, not after the run, if the block is missing
         benchmark_report.replace_block(Path(args.readme).read_text(), "")
@@ -262,6 +283,10 @@ def main():
     budget = {"default": 3000 if args.quick else 20000,
               "reference": 2000 if args.quick else 60000}
     print(f"devices: {jax.devices()}")
+    if args.only:
+        names = ("default",) if args.only == "authors" else ("default", "reference")
+        print(json.dumps(race_summary(race(budget, PIECES[args.only], names))))
+        return
     results = race(budget)
     mm = matmul_seconds(20, 100, 20000)
     per_it = results[(20, 100, 20000, "default", 0)]["per_iteration_s"]  # a plain iteration

@@ -30,7 +30,7 @@ from recon import checks, precision, sphere
 from recon.blocks import run_blocks
 from recon.loss import projection_share
 from recon.problems import (ProblemBatch, ReconstructionProblem, check_determined,
-                            stack_problems)
+                            real_feature_count, stack_problems)
 from recon.program_cache import cached_program, program_problem
 from recon.solver_moves import (clone_targets, initial_candidates, leave_one_out_confidence,
                                 over_problems, polish_applies, polish_program, reseed_program)
@@ -40,7 +40,8 @@ Array = jax.Array
 
 __all__ = ["Cloning", "History", "Polish", "PRESETS", "Reconstruction", "Reseed", "Smoothing",
            "Solver", "SolverState", "clone_targets", "initial_candidates", "polish_applies",
-           "preset", "resolve_restarts", "smoothing_steps", "solve", "solve_batch"]
+           "batch_feature_ratio", "feature_ratio", "preset", "resolve_restarts",
+           "smoothing_steps", "solve", "solve_batch"]
 
 _PARTS = {"smoothing": Smoothing, "reseed": Reseed, "cloning": Cloning, "polish": Polish}
 
@@ -59,7 +60,11 @@ class Solver:
         restarts: independent random starts run side by side (``jax.vmap``); the first to
             reach ``tol`` (or the lowest loss) is kept. 0 chooses by problem size: the largest
             power of two (at most ``max_auto_restarts``) keeping ``restarts * n * d * P`` under
-            ``auto_restart_work``, so small problems get many starts for little time.
+            ``auto_restart_work``, so small problems get many starts for little time; one
+            start far above the threshold, where the real features number at least
+            ``single_start_ratio`` times the unknowns ``d n`` (:func:`feature_ratio`):
+            there start 0 (exact features, the others smoothed) wins anyway, and further
+            starts only cost time.
         chunk: steps per compiled block; the stopping rule and progress bar update per block.
         ridge: relative ridge of the Gram solve (:func:`recon.loss.ridged_gram`).
         smoothing, reseed, cloning, polish: the optional escape moves
@@ -74,6 +79,7 @@ class Solver:
     restarts: int = 1
     max_auto_restarts: int = 16
     auto_restart_work: float = 2e6
+    single_start_ratio: float = 10.0
     chunk: int = 100
     ridge: float = 1e-10
     smoothing: Smoothing | None = None
@@ -91,6 +97,7 @@ class Solver:
         checks.nonnegative_int("restarts", self.restarts)
         checks.positive_int("max_auto_restarts", self.max_auto_restarts)
         checks.positive_float("auto_restart_work", self.auto_restart_work)
+        checks.positive_float("single_start_ratio", self.single_start_ratio)
         checks.positive_int("chunk", self.chunk)
         checks.positive_float("ridge", self.ridge, allow_zero=True)
         for name, part in _PARTS.items():
@@ -175,7 +182,8 @@ class Reconstruction(NamedTuple):
     compilation time, why the run stopped (``"tol"``, ``"budget"``, ``"non-finite loss"``, or
     ``"unpinned"``: ``loss <= tol`` with a candidate that ``theta`` does not pin) and each
     candidate's leave-one-out confidence (:func:`recon.solver_moves.leave_one_out_confidence`;
-    about 1 or less: not pinned). The iterations count each Jacobian product of the polish
+    about 1 or less: not pinned) and the fresh restarts of a stalled lone start
+    (:func:`restart_stalled`). The iterations count each Jacobian product of the polish
     as one step (it costs about one gradient)."""
 
     X: Array
@@ -187,6 +195,7 @@ class Reconstruction(NamedTuple):
     compile_seconds: float = 0.0
     stop_reason: str = "budget"
     confidence: np.ndarray | None = None
+    fresh_starts: int = 0
 
 
 class SolverState(NamedTuple):
@@ -210,6 +219,9 @@ class SolverState(NamedTuple):
         polished: ``(G,)``, the loss after each problem's last polish (``inf`` before one).
         products: ``(G,)``, the polish's Jacobian products so far.
         unpinned: ``(G,)``, problems stopped at ``tol`` with a candidate not pinned.
+        window: ``(G, R)``, each start's loss at its last tenfold fall (or fresh start).
+        window_from: ``(G, R)``, the step of that fall.
+        fresh: ``(G,)``, fresh restarts so far (:func:`restart_stalled`).
     """
 
     X: Array
@@ -228,6 +240,9 @@ class SolverState(NamedTuple):
     polished: np.ndarray
     products: np.ndarray
     unpinned: np.ndarray
+    window: np.ndarray
+    window_from: np.ndarray
+    fresh: np.ndarray
 
     def running(self) -> np.ndarray:
         """``(G,)``, the problems still running."""
@@ -240,13 +255,36 @@ def _grouped(shape_of_starts: tuple, array: Array) -> Array:
                        np.shape(shape_of_starts) + (1,) * (array.ndim - np.ndim(shape_of_starts)))
 
 
-def resolve_restarts(solver: Solver, problem: ReconstructionProblem) -> int:
-    """The number of random starts ``solver`` runs on ``problem`` (see ``Solver.restarts``)."""
+def resolve_restarts(solver: Solver, problem: ReconstructionProblem,
+                     ratio: float | None = None) -> int:
+    """The number of random starts ``solver`` runs on ``problem`` (see ``Solver.restarts``);
+    ``ratio``, its real features per feature row (:func:`feature_ratio` unless given: the
+    smallest of a batch)."""
     if solver.restarts:
         return solver.restarts
+    ratio = feature_ratio(problem) if ratio is None else ratio
+    if ratio >= solver.single_start_ratio:
+        return 1
     work = problem.n * problem.d * problem.P
     fits = max(1, int(solver.auto_restart_work // work))
     return int(min(solver.max_auto_restarts, 2 ** (fits.bit_length() - 1)))
+
+
+def feature_ratio(problem: ReconstructionProblem) -> float:
+    """``P' / (d n)``: the real features (:func:`recon.problems.real_feature_count`, padding
+    not counted) per unknown coordinate of the candidates, the law's ratio (``p / (d n)`` for
+    RF); known to the attacker."""
+    return real_feature_count(problem) / (problem.n * problem.d)
+
+
+def batch_feature_ratio(batch: ProblemBatch) -> float:
+    """The smallest :func:`feature_ratio` of the problems of ``batch`` (padded RF problems
+    count their unmasked features)."""
+    mask = batch.state.get("mask") if isinstance(batch.state, dict) else None
+    if mask is None or batch.problem.real_features is not None:
+        return feature_ratio(batch.problem)
+    real = np.count_nonzero(np.asarray(mask).reshape(batch.G, -1), axis=1).min()
+    return float(real) / (batch.problem.n * batch.problem.d)
 
 
 def smoothing_steps(problem: ReconstructionProblem, solver: Solver, restarts: int) -> int:
@@ -492,7 +530,9 @@ def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
                        np.full(starts, np.inf), np.full(starts, np.inf),
                        np.zeros(starts, dtype=np.int32), np.zeros(G, dtype=np.int64),
                        np.zeros(G), np.zeros(G, bool), np.full(G, np.inf),
-                       np.zeros(G, dtype=np.int64), np.zeros(G, bool))
+                       np.zeros(G, dtype=np.int64), np.zeros(G, bool),
+                       np.full(starts, np.inf), np.zeros(starts, dtype=np.int64),
+                       np.zeros(G, dtype=np.int64))
 
 
 def keep_best(state: SolverState, current: np.ndarray) -> SolverState:
@@ -571,15 +611,58 @@ def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
                           attempts=state.attempts + stuck)
 
 
+def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
+                    programs: Programs) -> tuple[SolverState, np.ndarray]:
+    """Fresh starts for stalled lone starts (``Reseed.fresh_after``): a start whose
+    ``current`` loss has not fallen tenfold in ``fresh_after`` steps (and is above ``tol``)
+    takes new random candidates and a fresh optimiser state; its best so far stays its
+    ``best_X``. A stalled start whose best candidates are all pinned (leave-one-out confidence at
+    least ``polish.pinned``) sits at a floor (a network's training loss, round-off), not in a
+    spurious minimum, and goes on. Runs with one start per problem only (several starts have
+    cloning). Returns the state and the flags of the restarted starts."""
+    fell = current < 0.1 * state.window
+    window = np.where(fell, current, state.window)
+    since = np.where(fell, state.steps, state.window_from)
+    stalled = ((state.steps - since >= solver.reseed.fresh_after) & (current > solver.tol)
+               & state.running()[:, None])
+    if current.shape[1] != 1 or not stalled.any():
+        return state._replace(window=window, window_from=since), np.zeros_like(stalled)
+    if solver.polish is not None:  # a floor (every candidate pinned) is kept, not restarted
+        for g in np.flatnonzero(stalled[:, 0]):
+            if programs.confidences(state.best_X[g, 0], int(g)).min() >= solver.polish.pinned:
+                stalled[g, 0] = False
+                since[g, 0] = state.steps
+        if not stalled.any():
+            return state._replace(window=window, window_from=since), stalled
+    split = jax.vmap(jax.random.split)(state.key)
+    key, sub = split[:, 0], split[:, 1]
+    problem = programs.batch.problem
+    new = jnp.stack([initial_candidates(k, problem, 1, state.X.dtype) for k in sub])
+    X = jnp.where(_grouped(stalled, state.X), new, state.X)
+    fresh = programs.init(X)
+    opt_state = jax.tree.map(lambda a, b: jnp.where(_grouped(stalled, a), a, b),
+                             fresh, state.opt_state)
+    return state._replace(
+        X=X, opt_state=opt_state, key=key, window=np.where(stalled, np.inf, window),
+        window_from=np.where(stalled, state.steps, since),
+        checkpoint=np.where(stalled, np.inf, state.checkpoint),
+        attempts=np.where(stalled, 0, state.attempts),
+        fresh=state.fresh + stalled.any(axis=1)), stalled
+
+
 def checkpoint(state: SolverState, current: np.ndarray, *, solver: Solver, sharp_from: int,
                programs: Programs) -> SolverState:
-    """The re-seeding check: a start on the exact loss whose loss fell by less than half
-    since the last check (and is above ``tol``) is stuck; stuck starts are cloned from the
-    best (:func:`clone_best`, once the smoothing phase is over) or re-seeded
+    """The re-seeding check: a lone start stalled for ``reseed.fresh_after`` steps starts
+    afresh (:func:`restart_stalled`); a start on the exact loss whose loss fell by less than
+    half since the last check (and is above ``tol``) is stuck; stuck starts are cloned from
+    the best (:func:`clone_best`, once the smoothing phase is over) or re-seeded
     (:func:`reseed_stuck`)."""
+    restarted = np.zeros(current.shape, bool)
+    if solver.reseed.fresh_after:
+        state, restarted = restart_stalled(state, current, solver=solver, programs=programs)
     exact_now = ~np.asarray(state.smoothed) | (state.steps > sharp_from)
     stuck = ((current > 0.5 * state.checkpoint) & (current > solver.tol) & exact_now
-             & state.running()[:, None])
+             & state.running()[:, None] & ~restarted)
     state = state._replace(checkpoint=np.where(exact_now, current, state.checkpoint))
     explore = np.zeros(current.shape, bool)
     if solver.cloning is not None and state.steps > sharp_from:
@@ -754,7 +837,8 @@ def report(state: SolverState, g: int, *, solver: Solver, sharp_from: int,
     history = recorder.history(loss_curve) if g == 0 else History(
         loss_curve, *(np.zeros(0) for _ in range(4)))
     return Reconstruction(state.best_X[g, best], loss, iterations, seconds, converged,
-                          history, clock.compile_seconds, reason, confidence)
+                          history, clock.compile_seconds, reason, confidence,
+                          int(state.fresh[g]))
 
 
 def _checked_truth(problem: ReconstructionProblem, solver: Solver, truth):
@@ -775,7 +859,7 @@ def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, prog
     from recon.metrics import per_sample_errors
 
     problem = batch.problem
-    restarts = resolve_restarts(solver, problem)
+    restarts = resolve_restarts(solver, problem, batch_feature_ratio(batch))
     sharp_from = smoothing_steps(problem, solver, restarts)
     state = initial_state(problem, solver, restarts, sharp_from, keys)
     clock = Clock()

@@ -145,6 +145,20 @@ def leave_one_out_confidence(problem: ReconstructionProblem, state, theta, X: Ar
     return gain / (residual @ residual)
 
 
+def candidate_scales(problem: ReconstructionProblem, state, theta, X: Array,
+                     ridge: float) -> Array:
+    """``(n,)``, each candidate's step scale for the polish: ``(g_max / g_i)^(1/2)`` with
+    ``g_i`` its leave-one-out gain (:func:`_removal_gains`, about ``c_i^2`` times the part of
+    its features outside the others' span), capped at ``1e6``. The residual's Jacobian in
+    candidate ``i``'s coordinates scales like ``|c_i|``: a sample with a tiny share of
+    ``theta`` has a block ``g_i / g_max`` (``1e-11`` and less) times the others', under any
+    damping, and conjugate gradients reach it last. In the scaled coordinates every block
+    weighs alike (Marquardt's scaling, per candidate)."""
+    gain = _removal_gains(problem, state, theta, X, ridge)[-1]
+    gain = jnp.maximum(gain, 0.0)
+    return jnp.minimum(jnp.sqrt(jnp.max(gain) / jnp.maximum(gain, 1e-300)), 1e6)
+
+
 def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float):
     """A jitted ``polish(X, state, theta) -> (X, loss, products)``: Levenberg-Marquardt on
     the residual ``r(X) = (theta - P(X) theta) / ||theta||``, matrix-free.
@@ -154,9 +168,11 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
     conjugate gradients, with ``J v`` from :func:`jax.linearize` and ``J^T w`` from its
     transpose: the Jacobian (``P`` by ``n d``) is never formed, so it serves any size. A step
     that lowers the loss is taken and ``lambda`` divided by 3, else ``lambda`` is multiplied
-    by 4. It stops after ``polish.steps`` iterations, when ``lambda`` grows past ``1e3`` (no
-    step helps), or when three iterations lowered the loss by less than half: the round-off
-    floor, or a minimum. ``products`` counts ``cg_steps + 2`` Jacobian products per
+    by 4. With ``polish.balanced`` the unknowns are each candidate's coordinates scaled by
+    :func:`candidate_scales` (fixed for the run), so the damping and CG treat a candidate of
+    tiny share like the others. It stops after ``polish.steps`` iterations, when ``lambda``
+    grows past ``1e3`` (no step helps), or when three iterations lowered the loss by less
+    than half: the round-off floor, or a minimum. ``products`` counts ``cg_steps + 2`` Jacobian products per
     iteration (each costs about one gradient of the loss; CG may stop earlier, so this is an
     upper bound). Every problem of the same shapes shares the compilation."""
     shape = (problem.n,) + problem.input_shape
@@ -170,13 +186,20 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
         return projection_residual(F, theta, ridge) / jnp.linalg.norm(theta)
 
     def run(X, state, theta):
+        scale = jnp.ones(X.size, jnp.float64)
+        if polish.balanced:
+            scale = jnp.repeat(candidate_scales(problem, state, theta, X, ridge),
+                               X.size // problem.n)
+
         def iteration(carry):
             u, lam, loss, window, it, products = carry
-            r0, jvp = jax.linearize(lambda v: residual(v, state, theta, X.dtype), u)
+            r0, jvp = jax.linearize(lambda v: residual(u + scale * v, state, theta, X.dtype),
+                                    jnp.zeros_like(u))
             vjp = jax.linear_transpose(jvp, u)
             (g,) = vjp(r0)
-            delta, _ = jax.scipy.sparse.linalg.cg(lambda v: vjp(jvp(v))[0] + lam * v, -g,
-                                                  maxiter=polish.cg_steps, tol=1e-12)
+            step, _ = jax.scipy.sparse.linalg.cg(lambda v: vjp(jvp(v))[0] + lam * v, -g,
+                                                 maxiter=polish.cg_steps, tol=1e-12)
+            delta = scale * step
             r1 = residual(u + delta, state, theta, X.dtype)
             new_loss = r1 @ r1
             better = new_loss < loss

@@ -67,3 +67,29 @@ def test_several_seeds_are_reported_by_their_median_and_their_worst(tmp_path):
     assert "on 3 of 5 seeds within its budget" in benchmark_report.sentence(path)
     path.write_text(json.dumps({**summary, "default_seconds": None, "speedup_at_least": None}))
     assert "not within its budget of 102 s;" in benchmark_report.sentence(path)
+
+
+def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
+    """``--only authors`` / ``--only small``: the race at one size and only its keys."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "solver_benchmark", ROOT / "benchmarks" / "solver_benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    run = {"seconds": 2.0, "stop_reason": "tol", "samples_recovered": 20}
+    results = {(*bench.AUTHORS, "default", s): dict(run, seconds=1.0 + s) for s in bench.SEEDS}
+    results[(*bench.AUTHORS, "default", 3)] = dict(run, seconds=None, samples_recovered=19,
+                                                    stop_reason="unpinned")
+    summary = bench.race_summary(results)
+    assert summary["default_seconds"] is None  # a seed not recovered: no slowest time
+    assert summary["authors_setting_recovered_seeds"] == 4
+    assert summary["default_seconds_median"] == 2.5
+    assert summary["authors_setting_samples_recovered"][3] == 19
+    assert "small_case_default_seconds" not in summary
+    small = {(*bench.SMALL, name, s): dict(run, seconds=0.1 * s + (name == "reference"))
+             for name in ("default", "reference") for s in bench.SEEDS}
+    summary = bench.race_summary(small)
+    assert summary["small_case_default_seconds"] == pytest.approx(0.4)
+    assert summary["small_case_reference_seconds"] == pytest.approx(1.4)
+    assert "default_seconds" not in summary
