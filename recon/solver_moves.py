@@ -159,6 +159,15 @@ def candidate_scales(problem: ReconstructionProblem, state, theta, X: Array,
     return jnp.minimum(jnp.sqrt(jnp.max(gain) / jnp.maximum(gain, 1e-300)), 1e6)
 
 
+def _polish_scales(problem: ReconstructionProblem, polish: Polish, state, theta, X,
+                   ridge: float) -> Array:
+    """The scale of each unknown of the polish: its candidate's :func:`candidate_scales`
+    with ``polish.balanced``, else 1."""
+    if not polish.balanced:
+        return jnp.ones(X.size, jnp.float64)
+    return jnp.repeat(candidate_scales(problem, state, theta, X, ridge), X.size // problem.n)
+
+
 def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float):
     """A jitted ``polish(X, state, theta) -> (X, loss, products)``: Levenberg-Marquardt on
     the residual ``r(X) = (theta - P(X) theta) / ||theta||``, matrix-free.
@@ -172,9 +181,10 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
     :func:`candidate_scales` (fixed for the run), so the damping and CG treat a candidate of
     tiny share like the others. It stops after ``polish.steps`` iterations, when ``lambda``
     grows past ``1e3`` (no step helps), or when three iterations lowered the loss by less
-    than half: the round-off floor, or a minimum. ``products`` counts ``cg_steps + 2`` Jacobian products per
-    iteration (each costs about one gradient of the loss; CG may stop earlier, so this is an
-    upper bound). Every problem of the same shapes shares the compilation."""
+    than half: the round-off floor, or a minimum. ``products`` counts ``cg_steps + 2``
+    Jacobian products per iteration (each costs about one gradient of the loss; CG may stop
+    earlier, so this is an upper bound). Every problem of the same shapes shares the
+    compilation."""
     shape = (problem.n,) + problem.input_shape
 
     def candidates(u):
@@ -186,10 +196,7 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
         return projection_residual(F, theta, ridge) / jnp.linalg.norm(theta)
 
     def run(X, state, theta):
-        scale = jnp.ones(X.size, jnp.float64)
-        if polish.balanced:
-            scale = jnp.repeat(candidate_scales(problem, state, theta, X, ridge),
-                               X.size // problem.n)
+        scale = _polish_scales(problem, polish, state, theta, X, ridge)
 
         def iteration(carry):
             u, lam, loss, window, it, products = carry
@@ -213,7 +220,6 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
             _, lam, loss, window, it, _ = carry
             stalled = (it >= 3) & (window[0] > 0.5 * window[3])
             return (it < polish.steps) & (lam < 1e3) & (loss > 0) & ~stalled
-
         u0 = X.astype(jnp.float64).reshape(-1)
         r = residual(u0, state, theta, X.dtype)
         loss0 = r @ r

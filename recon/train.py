@@ -317,6 +317,16 @@ def _scaled_sgd(lr: float, scales) -> optax.GradientTransformation:
          for label, s in values.items()}, labels)
 
 
+def _learning_rate(lr, graphdef, params, rest, X, scales) -> float:
+    """``lr`` checked, or for ``"auto"`` ``1 / lambda_max`` of the (scaled) Gauss-Newton
+    matrix at the current weights."""
+    if isinstance(lr, str):
+        if lr != "auto":
+            raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}")
+        lr = 1.0 / _top_gauss_newton(graphdef, params, rest, X, 30, jax.random.key(0), scales)
+    return checks.positive_float("lr", lr)
+
+
 def train_full_batch(model: nnx.Module, X, Y, lr: float | str = "auto", max_steps: int = 10_000,
                      tol: float = 1e-7, progress: bool = True, chunk: int = 100,
                      lr_scale: dict[str, float] | None = None) -> TrainReport:
@@ -354,11 +364,7 @@ def train_full_batch(model: nnx.Module, X, Y, lr: float | str = "auto", max_step
     initial_state = jax.tree.map(lambda a: a, params)
     readout = getattr(type(model), "readout_name", None)
     initial_readout = _param_at(initial_state, readout) if isinstance(readout, str) else None
-    if isinstance(lr, str):
-        if lr != "auto":
-            raise ValueError(f"lr must be a positive number or 'auto', got {lr!r}")
-        lr = 1.0 / _top_gauss_newton(graphdef, params, rest, X, 30, jax.random.key(0), scales)
-    lr = checks.positive_float("lr", lr)
+    lr = _learning_rate(lr, graphdef, params, rest, X, scales)
     tx = optax.sgd(lr) if scales is None else _scaled_sgd(lr, scales)
     block = _descent_block(graphdef, rest, X, Y, tx, tol, chunk)
     final_loss = jax.jit(lambda params: _mean_sq_loss(graphdef, params, rest, X, Y))
