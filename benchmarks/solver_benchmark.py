@@ -3,13 +3,18 @@ multiply, and the algorithmic threshold, for the default solver and the authors'
 preset, in one run on one machine.
 
     python benchmarks/solver_benchmark.py [--quick] [--readme README.md]
-    python benchmarks/solver_benchmark.py --only authors|small   # one piece, its keys only
+    python benchmarks/solver_benchmark.py --only authors|small|middle   # one piece, its keys
 
 Recovery = every sample's matched error below 1e-3. The last line printed is one JSON object
 with the keys default_seconds (the slowest of seeds 0-4; null if one did not recover),
 default_seconds_median, authors_setting_recovered_seeds (of authors_setting_seeds; per seed
-authors_setting_stop_reasons and authors_setting_samples_recovered),
+authors_setting_stop_reasons, authors_setting_samples_recovered, and the final loss against
+the loss at the truth, authors_setting_loss and authors_setting_truth_loss),
+authors_setting_solved_seeds (seeds recovered, or whose answer fits theta at least as well as
+the truth does: theta itself does not single the truth out at 1e-3 there),
 small_case_default_seconds / small_case_reference_seconds (n=10, d=30, p=3000, slowest seed),
+n10_d50_p5000_* and n20_d100_p4000_* (recovered_seeds, seconds: slowest, seconds_median; the
+default on seeds 0-4 at n=10, d=50, p=5000 and at ratio 2 of the paper law grid's largest size),
 reference_seconds (null if the reference did not recover within
 its budget), reference_budget_seconds, speedup (null then), speedup_at_least (the budget over
 the default's time when the reference did not recover), threshold_default, threshold_reference,
@@ -41,6 +46,7 @@ from recon import precision, problems
 from recon.book import benchmark_report
 from recon.chapters import law
 from recon.problems import setup_synthetic_rf
+from recon.loss import projection_loss
 from recon.metrics import per_sample_errors
 from recon.solver import preset, solve
 
@@ -61,9 +67,12 @@ def time_to_recovery(n, d, p, name, max_steps, seed=0):
     seconds = float(h.error_seconds[hit[0]]) if hit.size else None
     steps = int(h.error_steps[hit[0]]) if hit.size else None
     errors = per_sample_errors(result.X, dataset.X)
+    truth_loss = float(projection_loss(problem, dataset.X, ridge=solver.ridge))
     return {"seconds": seconds, "iterations": steps, "budget_seconds": float(h.error_seconds[-1]),
             "budget_steps": int(h.error_steps[-1]), "stop_reason": result.stop_reason,
             "samples_recovered": int((errors < TARGET).sum()),
+            "loss": result.loss, "truth_loss": truth_loss,
+            "solved": bool((errors < TARGET).all() or result.loss <= truth_loss),
             "per_iteration_s": iteration_seconds(problem, name, key)}
 
 
@@ -168,16 +177,23 @@ SEEDS = (0, 1, 2, 3, 4)
 
 
 AUTHORS, SMALL = (20, 100, 20000), (10, 30, 3000)
-PIECES = {"authors": [AUTHORS], "small": [SMALL]}
+#: the default alone, every seed: n=10, d=50, p=5000, and ratio 2 of the paper law grid's
+#: largest size (n=20, d=100)
+MIDDLE, LAW_RATIO_2 = (10, 50, 5000), (20, 100, 4000)
+DEFAULT_ONLY = (MIDDLE, LAW_RATIO_2)
+PIECES = {"authors": [AUTHORS], "small": [SMALL], "middle": [MIDDLE, LAW_RATIO_2]}
 
 
-def race(budget, sizes=(AUTHORS, SMALL), names=("default", "reference")):
+def race(budget, sizes=(AUTHORS, SMALL, MIDDLE, LAW_RATIO_2), names=("default", "reference")):
     """Time to recovery of both presets at the authors' size (the default on every seed of
-    ``SEEDS``, the reference on seed 0: its budget is long) and at n=10, d=30, p=3000 (both
-    on every seed). Keys ``(n, d, p, name, seed)``."""
+    ``SEEDS``, the reference on seed 0: its budget is long), at n=10, d=30, p=3000 (both on
+    every seed) and of the default alone at :data:`DEFAULT_ONLY` (every seed). Keys
+    ``(n, d, p, name, seed)``."""
     results = {}
     for n, d, p in sizes:
         for name in names:
+            if name != "default" and (n, d, p) in DEFAULT_ONLY:
+                continue
             seeds = SEEDS if (name == "default" or p == 3000) else SEEDS[:1]
             for seed in seeds:
                 r = time_to_recovery(n, d, p, name, budget[name], seed)
@@ -187,7 +203,8 @@ def race(budget, sizes=(AUTHORS, SMALL), names=("default", "reference")):
                       f"{r['iterations']} iterations (budget {r['budget_steps']} steps, "
                       f"{r['budget_seconds']:.1f} s; {1e3 * r['per_iteration_s']:.2f} "
                       f"ms/iteration); stopped on {r['stop_reason']} with "
-                      f"{r['samples_recovered']}/{n} samples within {TARGET:g}", flush=True)
+                      f"{r['samples_recovered']}/{n} samples within {TARGET:g}; loss "
+                      f"{r['loss']:.2e}, at the truth {r['truth_loss']:.2e}", flush=True)
     return results
 
 
@@ -214,7 +231,18 @@ def race_summary(results) -> dict:
             "authors_setting_stop_reasons": [results[(*AUTHORS, "default", s)]["stop_reason"]
                                              for s in SEEDS],
             "authors_setting_samples_recovered": [
-                results[(*AUTHORS, "default", s)]["samples_recovered"] for s in SEEDS]})
+                results[(*AUTHORS, "default", s)]["samples_recovered"] for s in SEEDS],
+            "authors_setting_solved_seeds": sum(results[(*AUTHORS, "default", s)]["solved"]
+                                                for s in SEEDS),
+            "authors_setting_truth_loss": [results[(*AUTHORS, "default", s)]["truth_loss"]
+                                           for s in SEEDS],
+            "authors_setting_loss": [results[(*AUTHORS, "default", s)]["loss"]
+                                     for s in SEEDS]})
+    for size, label in ((MIDDLE, "n10_d50_p5000"), (LAW_RATIO_2, "n20_d100_p4000")):
+        if any(key[:3] == size for key in results):
+            slowest, median, recovered = _slowest(results, *size, "default")
+            summary.update({f"{label}_recovered_seeds": recovered, f"{label}_seeds": len(SEEDS),
+                            f"{label}_seconds": slowest, f"{label}_seconds_median": median})
     if any(key[:3] == SMALL for key in results):
         summary.update({
             "small_case_default_seconds": _slowest(results, *SMALL, "default")[0],
@@ -273,7 +301,9 @@ def main():
     parser.add_argument("--only", choices=sorted(PIECES),
                         help="only the race at one size (authors: n=20, d=100, p=20000, the "
                              "default on seeds 0-4; small: n=10, d=30, p=3000, both presets "
-                             "on seeds 0-4) and its keys of the summary; nothing is written")
+                             "on seeds 0-4; middle: the default on seeds 0-4 at n=10, d=50, "
+                             "p=5000 and n=20, d=100, p=4000) and its keys of the summary; "
+                             "nothing is written")
     args = parser.parse_args()
     if args.readme:  # fail now, not after the run, if the block is missing
         benchmark_report.replace_block(Path(args.readme).read_text(), "")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from recon import checks
@@ -79,6 +80,23 @@ def smoothed_activation(name: str, beta) -> Callable[[Array], Array]:
     return lambda z: soft_relu(z) + jnp.tanh(z)
 
 
+#: a draw of at most this many entries is made at the next power of two of its rows, then cut
+BUCKETED_DRAW_ENTRIES = 1 << 22
+
+
+def gaussian_rows(key: Array, rows: int, d: int, dtype=jnp.float32) -> Array:
+    """``rows x d`` i.i.d. ``N(0, 1/d)`` entries drawn from ``key``: ``jax.random.normal(key,
+    (rows, d)) / sqrt(d)``, exactly. JAX's partitionable Threefry gives the same leading rows
+    whatever the number drawn, so a small draw is made at the next power of two of ``rows``
+    and cut on the host: one compiled draw then serves every ``rows`` up to that size (a
+    sweep over ``p`` compiles a few draws, not one per ``p``)."""
+    bucket = 1 << max(rows - 1, 0).bit_length()
+    if not jax.config.jax_threefry_partitionable or bucket * d > BUCKETED_DRAW_ENTRIES:
+        return jax.random.normal(key, (rows, d), dtype) / jnp.sqrt(d)
+    drawn = jax.random.normal(key, (bucket, d), dtype) / jnp.sqrt(d)
+    return jnp.asarray(np.asarray(drawn)[:rows])
+
+
 class FixedWeights(nnx.Variable):
     """A model weight that is drawn at initialisation and never trained (RF's ``V``)."""
 
@@ -133,7 +151,7 @@ class RandomFeatures(nnx.Module):
                                   "lower p or chunk")
         key = rngs.params()
         if self.chunk is None:
-            self.V = FixedWeights(jax.random.normal(key, (p, d), dtype) / jnp.sqrt(d))
+            self.V = FixedWeights(gaussian_rows(key, p, d, dtype))
         else:
             self.V_key = FixedWeights(jax.random.key_data(key))
         self.theta = nnx.Param(jnp.zeros((p,), dtype))

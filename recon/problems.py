@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from recon import checks
@@ -154,11 +155,12 @@ def pad_features(problem: ReconstructionProblem, P: int) -> ReconstructionProble
     P = checks.positive_int("P", P)
     if P < problem.P:
         raise ValueError(f"P must be at least the problem's {problem.P} features, got {P}")
-    V, extra = problem.state["V"], P - problem.P
-    mask = problem.state.get("mask", jnp.ones((problem.P,), V.dtype))
-    state = {"V": jnp.pad(V, ((0, extra), (0, 0))),
-             "mask": jnp.pad(mask, (0, extra)).astype(V.dtype)}
-    return replace(problem, state=state, theta=jnp.pad(problem.theta, (0, extra)))
+    V, extra = np.asarray(problem.state["V"]), P - problem.P
+    mask = np.asarray(problem.state.get("mask", np.ones((problem.P,), V.dtype)))
+    state = {"V": jnp.asarray(np.pad(V, ((0, extra), (0, 0)))),  # on the host: no compilation
+             "mask": jnp.asarray(np.pad(mask, (0, extra)).astype(V.dtype))}
+    return replace(problem, state=state,
+                   theta=jnp.asarray(np.pad(np.asarray(problem.theta), (0, extra))))
 
 
 class UnderdeterminedWarning(UserWarning):

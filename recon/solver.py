@@ -428,11 +428,13 @@ class Programs:
         self._polish = (cached_program(("polish", kind, solver.polish, solver.ridge),
                                        lambda: polish_program(kind, solver.polish, solver.ridge))
                         if solver.polish is not None else None)
+        reseed = (solver.reseed.per_start(state.X.shape[1]) if solver.reseed is not None
+                  else None)
         self._reseed = ({explore_only: cached_program(
-            ("reseed", kind, solver.reseed, solver.ridge, G == 1, explore_only),
-            lambda r=(replace(solver.reseed, pool=1, steps=0) if explore_only
-                      else solver.reseed): reseed_program(kind, r, solver.ridge, G == 1))
-            for explore_only in (False, True)} if solver.reseed is not None else None)
+            ("reseed", kind, reseed, solver.ridge, G == 1, explore_only),
+            lambda r=(replace(reseed, pool=1, steps=0) if explore_only
+                      else reseed): reseed_program(kind, r, solver.ridge, G == 1))
+            for explore_only in (False, True)} if reseed is not None else None)
         # compiled now, so that their time counts as compilation and not as the first block's
         args = (state.X, state.opt_state, state.done, state.smoothed, batch.state,
                 batch.theta, 0, solver.chunk)
@@ -814,14 +816,15 @@ def polish_best(state: SolverState, *, batch: ProblemBatch, solver: Solver,
 
 
 def report(state: SolverState, g: int, *, solver: Solver, sharp_from: int,
-           recorder: Recorder, programs: Programs) -> Reconstruction:
+           recorder: Recorder, programs: Programs, losses: np.ndarray) -> Reconstruction:
     """The :class:`Reconstruction` of problem ``g``'s best start: the iterations are the
     steps until its loss (on the exact features) first reached ``tol``, else all steps it
-    ran, plus the polish's Jacobian products."""
+    ran, plus the polish's Jacobian products. ``losses``: every step's loss, ``(G, restarts,
+    steps)``."""
     clock = programs.clock
     ran = int(state.stopped[g]) or state.steps
     seconds = float(state.seconds[g]) if state.stopped[g] else clock.seconds()
-    trace = np.concatenate(recorder.losses, axis=2)[g, :, :ran]  # (restarts, steps)
+    trace = losses[g, :, :ran]  # (restarts, steps)
     best = int(np.argmin(state.best_loss[g]))
     exact_loss = (np.arange(trace.shape[1]) >= sharp_from) | ~bool(state.smoothed[g, best])
     reached = np.flatnonzero((trace[best] <= solver.tol) & exact_loss)
@@ -872,8 +875,9 @@ def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, prog
         total=solver.max_steps, desc=f"solver ({solver.name})", progress=progress,
         status=lambda s: f"loss={s.best_loss.min():.2e}")
     state = polish_best(state, **bookkeeping)
+    losses = np.concatenate(recorder.losses, axis=2)
     return [report(state, g, solver=solver, sharp_from=sharp_from, recorder=recorder,
-                   programs=programs) for g in range(batch.G)]
+                   programs=programs, losses=losses) for g in range(batch.G)]
 
 
 @precision.float64

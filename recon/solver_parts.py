@@ -10,7 +10,7 @@ near a solution Gauss-Newton converges where Adam crawls (:class:`Polish`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
 from recon import checks
@@ -53,8 +53,10 @@ class Reseed(_Part):
     """Re-seeding of stuck starts. Every ``patience`` steps (a multiple of the solver's
     ``chunk``), a start whose loss fell by less than half since the last check is stuck: one
     of its candidates is replaced by the point that best captures the part of ``theta`` the
-    other candidates leave out, found by ``pool`` one-point searches (``steps`` steps of Adam
-    with learning rate ``lr``) on that residual; its optimiser state is reset. Repeated
+    other candidates leave out, found by one-point searches (``steps`` steps of Adam with
+    learning rate ``lr``) on that residual; its optimiser state is reset. ``pool`` searches
+    per problem and check, shared among its starts (:meth:`per_start`): many starts explore
+    already, and searches for every one cost far more than the steps between checks. Repeated
     re-seeds of a start try its candidates in turn, least useful first. A lone start (a
     run with one start) whose loss has not fallen tenfold in ``fresh_after`` steps (seen at
     these checks; 0: never) starts afresh from random candidates, its best so far kept,
@@ -71,6 +73,11 @@ class Reseed(_Part):
     _checks = {"patience": checks.positive_int, "pool": checks.positive_int,
                "steps": checks.nonnegative_int, "lr": checks.positive_float,
                "fresh_after": checks.nonnegative_int}
+
+    def per_start(self, starts: int) -> Reseed:
+        """These settings for one of ``starts`` starts: ``max(1, pool // starts)`` searches
+        each (a lone start keeps the whole ``pool``)."""
+        return replace(self, pool=max(1, self.pool // checks.positive_int("starts", starts)))
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ def test_several_seeds_are_reported_by_their_median_and_their_worst(tmp_path):
     table = benchmark_report.markdown(summary)
     assert "(default, slowest of 5 seed(s)) | 9.50 s |" in table and "| 3.10 s |" in table
     assert "| 5 of 5 |" in table and "0.20 s / 0.25 s" in table
+    table = benchmark_report.markdown({**summary, "authors_setting_solved_seeds": 5})
+    assert "no higher than the truth's (theta does not single out the truth at 1e-3) | 5 of 5 |" \
+        in table
     assert "batched | n=4,d=10: 3.00 |" in table
     path = tmp_path / "solver.json"
     path.write_text(json.dumps(summary))
@@ -77,16 +80,30 @@ def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
         "solver_benchmark", ROOT / "benchmarks" / "solver_benchmark.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    run = {"seconds": 2.0, "stop_reason": "tol", "samples_recovered": 20}
+    run = {"seconds": 2.0, "stop_reason": "tol", "samples_recovered": 20, "loss": 1e-11,
+           "truth_loss": 1e-12, "solved": True}
     results = {(*bench.AUTHORS, "default", s): dict(run, seconds=1.0 + s) for s in bench.SEEDS}
     results[(*bench.AUTHORS, "default", 3)] = dict(run, seconds=None, samples_recovered=19,
-                                                    stop_reason="unpinned")
+                                                    stop_reason="unpinned", loss=2e-13)
+    results[(*bench.AUTHORS, "default", 4)] = dict(run, seconds=None, samples_recovered=12,
+                                                    stop_reason="budget", solved=False)
     summary = bench.race_summary(results)
     assert summary["default_seconds"] is None  # a seed not recovered: no slowest time
-    assert summary["authors_setting_recovered_seeds"] == 4
-    assert summary["default_seconds_median"] == 2.5
+    assert summary["authors_setting_recovered_seeds"] == 3
+    assert summary["authors_setting_solved_seeds"] == 4
+    assert summary["authors_setting_loss"][3] == 2e-13
+    assert summary["authors_setting_truth_loss"][3] == 1e-12
+    assert summary["default_seconds_median"] == 2.0
     assert summary["authors_setting_samples_recovered"][3] == 19
-    assert "small_case_default_seconds" not in summary
+    assert "small_case_default_seconds" not in summary and "n10_d50_p5000_seconds" not in summary
+    middle = {(*size, "default", s): dict(run, seconds=0.5 + s)
+              for size in bench.PIECES["middle"] for s in bench.SEEDS}
+    summary = bench.race_summary(middle)
+    assert summary["n10_d50_p5000_recovered_seeds"] == 5
+    assert summary["n20_d100_p4000_seconds"] == 4.5
+    assert summary["n20_d100_p4000_seconds_median"] == 2.5
+    assert "n=10, d=50, p=5000: seeds recovered (default), slowest / median time | 5 of 5, " \
+        "4.50 s / 2.50 s" in benchmark_report.markdown({**SUMMARY, **summary})
     small = {(*bench.SMALL, name, s): dict(run, seconds=0.1 * s + (name == "reference"))
              for name in ("default", "reference") for s in bench.SEEDS}
     summary = bench.race_summary(small)

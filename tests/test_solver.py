@@ -163,6 +163,20 @@ def test_streamed_random_features_match_their_blocks_and_reconstruct():
     assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gaussian_rows_are_the_plain_draw_whatever_the_bucket(dtype):
+    dtype = jnp.dtype(dtype)
+    with jax.enable_x64(True):
+        for rows, d in ((1, 3), (17, 10), (64, 5), (100, 50)):
+            key = jax.random.key(rows + d)
+            drawn = models.gaussian_rows(key, rows, d, dtype)
+            plain = jax.random.normal(key, (rows, d), dtype) / jnp.sqrt(d)
+            assert drawn.shape == (rows, d) and drawn.dtype == dtype
+            np.testing.assert_array_equal(np.asarray(drawn), np.asarray(plain))
+    shared = models.gaussian_rows(jax.random.key(0), 40, 7)
+    np.testing.assert_array_equal(shared[:33], models.gaussian_rows(jax.random.key(0), 33, 7))
+
+
 def test_auto_restarts_shrink_with_problem_size():
     _, _, _, small, _ = make_rf(n=2, d=5, p=40)
     _, _, _, large, _ = make_rf(n=8, d=20, p=1280)
@@ -466,6 +480,20 @@ def test_a_stalled_lone_start_starts_afresh_and_recovers():
                          progress=False).fresh_starts > 0
     with pytest.raises(ValueError, match="reseed fresh_after"):
         solvers.Reseed(fresh_after=-1)
+
+
+def test_the_reseed_pool_is_shared_among_a_problems_starts():
+    reseed = solvers.Reseed(pool=64)
+    assert [reseed.per_start(r).pool for r in (1, 2, 16, 100)] == [64, 32, 4, 1]
+    assert reseed.per_start(16).steps == reseed.steps
+    with pytest.raises(ValueError, match="starts"):
+        reseed.per_start(0)
+    _, _, _, problem, key = make_rf(n=3, d=6, p=100)
+    program_cache.clear()
+    solvers.solve(problem, solvers.preset("default", restarts=8, max_steps=200), key,
+                  progress=False)
+    pools = {k[2].pool for k in program_cache._PROGRAMS if k[0] == "reseed" and not k[-1]}
+    assert pools == {8}
 
 
 def test_the_budget_is_never_overrun():

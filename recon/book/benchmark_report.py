@@ -90,6 +90,8 @@ def markdown(b: dict) -> str:
                                                                 b["default_seconds"]))),
         ("seeds recovered at that size (default)",
          f"{b.get('authors_setting_recovered_seeds', 'n/a')} of {seeds}"),
+        ("same, or ending at a loss no higher than the truth's (theta does not single out "
+         "the truth at 1e-3)", f"{b.get('authors_setting_solved_seeds', 'n/a')} of {seeds}"),
         ("same, `reference` preset (SGD lr 20, momentum 0.9)", seconds(b["reference_seconds"])),
         ("speed-up", speedup),
         ("algorithmic threshold p*/(dn), n=5, d=20 (default)", _ratio(b["threshold_default"])),
@@ -100,6 +102,13 @@ def markdown(b: dict) -> str:
          f"{seconds(b.get('small_case_default_seconds'))} / "
          f"{seconds(b.get('small_case_reference_seconds'))}"),
     ]
+    for size, label in (("n10_d50_p5000", "n=10, d=50, p=5000"),
+                        ("n20_d100_p4000", "n=20, d=100, p=4000 (ratio 2)")):
+        if f"{size}_recovered_seeds" in b:
+            rows.append((f"{label}: seeds recovered (default), slowest / median time",
+                         f"{b[f'{size}_recovered_seeds']} of {b[f'{size}_seeds']}, "
+                         f"{seconds(b[f'{size}_seconds'])} / "
+                         f"{seconds(b[f'{size}_seconds_median'])}"))
     for key, label in (("law_cells_per_second_batched", "law cells per second, batched"),
                        ("law_cells_per_second_single", "law cells per second, one at a time")):
         if key in b:
