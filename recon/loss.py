@@ -13,6 +13,8 @@ to cancellation.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -21,33 +23,82 @@ from recon import precision
 Array = jax.Array
 
 
+def _ridge(gram: Array, ridge: float) -> Array:
+    """``lambda = ridge * mean(diag(gram))`` plus the smallest positive float."""
+    return ridge * jnp.mean(jnp.diagonal(gram)) + jnp.finfo(gram.dtype).tiny
+
+
 def ridged_gram(F: Array, ridge: float) -> Array:
     """``A = F F^T + lambda I`` with ``lambda = ridge * mean(diag(F F^T))`` (plus the smallest
     positive float, so that ``A`` is invertible when ``F`` is zero)."""
     gram = F @ F.T
-    lam = ridge * jnp.mean(jnp.diagonal(gram)) + jnp.finfo(gram.dtype).tiny
-    return gram + lam * jnp.eye(gram.shape[0], dtype=gram.dtype)
+    return gram + _ridge(gram, ridge) * jnp.eye(gram.shape[0], dtype=gram.dtype)
+
+
+def _check_shapes(F: Array, theta: Array) -> None:
+    if F.ndim != 2 or theta.ndim != 1 or F.shape[1] != theta.shape[0]:
+        raise ValueError(f"the feature rows F must be (rows, P) and theta (P,) with the same P, "
+                         f"got F of shape {tuple(F.shape)} and theta of shape "
+                         f"{tuple(theta.shape)}")
+
+
+def _projection(F: Array, theta: Array, ridge: float):
+    """``(r, c, factor, lambda)``: the residual ``r = theta - F^T c`` with ``c = A^{-1} F
+    theta``, the Cholesky factor of ``A`` (:func:`ridged_gram`) and its ridge, in the dtype
+    of ``F`` and ``theta``."""
+    gram = F @ F.T
+    lam = _ridge(gram, ridge)
+    factor = jax.scipy.linalg.cho_factor(gram + lam * jnp.eye(gram.shape[0], dtype=gram.dtype))
+    c = jax.scipy.linalg.cho_solve(factor, F @ theta)
+    return theta - F.T @ c, c, factor, lam
 
 
 def projection_residual(F: Array, theta: Array, ridge: float = 1e-10) -> Array:
     """``theta - F^T A^{-1} F theta`` (:func:`ridged_gram`), the part of ``theta`` outside the
     span of the rows of ``F`` (``rows x P``; ``theta`` has ``P`` entries)."""
-    if F.ndim != 2 or theta.ndim != 1 or F.shape[1] != theta.shape[0]:
-        raise ValueError(f"the feature rows F must be (rows, P) and theta (P,) with the same P, "
-                         f"got F of shape {tuple(F.shape)} and theta of shape "
-                         f"{tuple(theta.shape)}")
-    F = F.astype(jnp.float64)
-    theta = theta.astype(jnp.float64)
-    coef = jax.scipy.linalg.solve(ridged_gram(F, ridge), F @ theta, assume_a="pos")
-    return theta - F.T @ coef
+    _check_shapes(F, theta)
+    return _projection(F.astype(jnp.float64), theta.astype(jnp.float64), ridge)[0]
 
 
 def projection_share(F: Array, theta: Array, ridge: float = 1e-10) -> Array:
     """``||theta - P theta||^2 / ||theta||^2`` for the span of the rows of ``F``: the share of
-    ``theta`` outside it (:func:`projection_residual`)."""
-    r = projection_residual(F, theta, ridge)
-    theta = theta.astype(r.dtype)
-    return (r @ r) / (theta @ theta)
+    ``theta`` outside it (:func:`projection_residual`). Its gradient is written out
+    (:func:`_share_backward`): one outer product where automatic differentiation would
+    go back through the Gram matrix."""
+    _check_shapes(F, theta)
+    return _share(F, theta, float(ridge))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _share(F: Array, theta: Array, ridge: float) -> Array:
+    return _share_forward(F, theta, ridge)[0]
+
+
+def _share_forward(F: Array, theta: Array, ridge: float):
+    F64, theta64 = F.astype(jnp.float64), theta.astype(jnp.float64)
+    r, c, factor, lam = _projection(F64, theta64, ridge)
+    s = theta64 @ theta64
+    share = (r @ r) / s
+    dtypes = (jnp.zeros(0, F.dtype), jnp.zeros(0, theta.dtype))
+    return share, (F64, theta64, r, c, factor, lam, s, share, dtypes)
+
+
+def _share_backward(ridge: float, saved, g):
+    """The exact gradient of ``L = ||r||^2 / s`` (``s = ||theta||^2``). With ``u = A^{-1} c``,
+    ``F r = lambda c`` (the ridge) gives
+    ``dL/dF = (2/s) [-(c + lambda u) r^T + lambda c (F^T u)^T + lambda (u . c) dlambda/dF]``,
+    ``dlambda/dF = 2 ridge F / rows``, and ``dL/dtheta = (2/s) (r - lambda F^T u - L theta)``."""
+    F, theta, r, c, factor, lam, s, share, (F_dtype, theta_dtype) = saved
+    u = jax.scipy.linalg.cho_solve(factor, c)
+    Ftu = F.T @ u
+    w = 2.0 * g / s
+    dF = w * (lam * jnp.outer(c, Ftu) - jnp.outer(c + lam * u, r)
+              + (lam * (u @ c) * 2.0 * ridge / F.shape[0]) * F)
+    dtheta = w * (r - lam * Ftu - share * theta)
+    return dF.astype(F_dtype.dtype), dtheta.astype(theta_dtype.dtype)
+
+
+_share.defvjp(_share_forward, _share_backward)
 
 
 @precision.float64

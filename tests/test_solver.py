@@ -27,6 +27,30 @@ def test_loss_is_zero_at_the_data_and_positive_elsewhere():
     assert float(projection_loss(problem, shuffled)) < 1e-9
 
 
+@pytest.mark.parametrize("ridge", [0.0, 1e-10, 1e-3])
+def test_written_out_gradient_is_automatic_differentiation_of_the_formula(ridge):
+    from recon.loss import projection_share, ridged_gram
+
+    def formula(F, theta):
+        F, theta = F.astype(jnp.float64), theta.astype(jnp.float64)
+        r = theta - F.T @ jnp.linalg.solve(ridged_gram(F, ridge), F @ theta)
+        return (r @ r) / (theta @ theta)
+
+    with jax.enable_x64(True):
+        for dtype in (jnp.float64, jnp.float32):
+            F = jax.random.normal(jax.random.key(0), (5, 40), dtype)
+            theta = jax.random.normal(jax.random.key(1), (40,), dtype)
+            ours = jax.grad(projection_share, argnums=(0, 1))(F, theta, ridge)
+            auto = jax.grad(formula, argnums=(0, 1))(F, theta)
+            for a, b in zip(ours, auto):
+                assert a.dtype == dtype
+                np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == jnp.float32 else 1e-10,
+                                           atol=1e-12 * float(jnp.abs(b).max()))
+            batched = jax.vmap(jax.grad(projection_share), in_axes=(0, None, None))(
+                jnp.stack([F, 2 * F]), theta, ridge)
+            np.testing.assert_allclose(batched[0], ours[0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("activation", ["tanh", "softplus", "relu"])
 def test_gradient_matches_finite_differences(activation):
     ds, _, _, problem, key = make_rf(n=4, d=6, p=200, activation=activation,
