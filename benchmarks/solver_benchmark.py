@@ -9,7 +9,9 @@ Recovery = every sample's matched error below 1e-3. The last line printed is one
 with the keys default_seconds (the slowest of seeds 0-4; null if one did not recover),
 default_seconds_median, authors_setting_recovered_seeds (of authors_setting_seeds; per seed
 authors_setting_stop_reasons, authors_setting_samples_recovered, and the final loss against
-the loss at the truth, authors_setting_loss and authors_setting_truth_loss),
+the loss at the truth, authors_setting_loss and authors_setting_truth_loss, and the truth's
+least leave-one-out confidence, authors_setting_truth_confidence: below the solver's
+``Polish.pinned`` even the truth would not pass its test),
 authors_setting_solved_seeds (seeds recovered, or whose answer fits theta at least as well as
 the truth does: theta itself does not single the truth out at 1e-3 there),
 small_case_default_seconds / small_case_reference_seconds (n=10, d=30, p=3000, slowest seed),
@@ -49,6 +51,7 @@ from recon.problems import setup_synthetic_rf
 from recon.loss import projection_loss
 from recon.metrics import per_sample_errors
 from recon.solver import preset, solve
+from recon.solver_moves import leave_one_out_confidence
 
 precision.use_float64()  # every number computed as in the book
 
@@ -68,10 +71,12 @@ def time_to_recovery(n, d, p, name, max_steps, seed=0):
     steps = int(h.error_steps[hit[0]]) if hit.size else None
     errors = per_sample_errors(result.X, dataset.X)
     truth_loss = float(projection_loss(problem, dataset.X, ridge=solver.ridge))
+    truth_pinned = float(leave_one_out_confidence(problem, problem.state, problem.theta,
+                                                  dataset.X, solver.ridge).min())
     return {"seconds": seconds, "iterations": steps, "budget_seconds": float(h.error_seconds[-1]),
             "budget_steps": int(h.error_steps[-1]), "stop_reason": result.stop_reason,
             "samples_recovered": int((errors < TARGET).sum()),
-            "loss": result.loss, "truth_loss": truth_loss,
+            "loss": result.loss, "truth_loss": truth_loss, "truth_confidence": truth_pinned,
             "solved": bool((errors < TARGET).all() or result.loss <= truth_loss),
             "per_iteration_s": iteration_seconds(problem, name, key)}
 
@@ -204,7 +209,8 @@ def race(budget, sizes=(AUTHORS, SMALL, MIDDLE, LAW_RATIO_2), names=("default", 
                       f"{r['budget_seconds']:.1f} s; {1e3 * r['per_iteration_s']:.2f} "
                       f"ms/iteration); stopped on {r['stop_reason']} with "
                       f"{r['samples_recovered']}/{n} samples within {TARGET:g}; loss "
-                      f"{r['loss']:.2e}, at the truth {r['truth_loss']:.2e}", flush=True)
+                      f"{r['loss']:.2e}, at the truth {r['truth_loss']:.2e} (the truth's "
+                      f"least leave-one-out confidence {r['truth_confidence']:.3g})", flush=True)
     return results
 
 
@@ -237,7 +243,9 @@ def race_summary(results) -> dict:
             "authors_setting_truth_loss": [results[(*AUTHORS, "default", s)]["truth_loss"]
                                            for s in SEEDS],
             "authors_setting_loss": [results[(*AUTHORS, "default", s)]["loss"]
-                                     for s in SEEDS]})
+                                     for s in SEEDS],
+            "authors_setting_truth_confidence": [
+                results[(*AUTHORS, "default", s)]["truth_confidence"] for s in SEEDS]})
     for size, label in ((MIDDLE, "n10_d50_p5000"), (LAW_RATIO_2, "n20_d100_p4000")):
         if any(key[:3] == size for key in results):
             slowest, median, recovered = _slowest(results, *size, "default")

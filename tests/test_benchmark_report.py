@@ -81,7 +81,7 @@ def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     run = {"seconds": 2.0, "stop_reason": "tol", "samples_recovered": 20, "loss": 1e-11,
-           "truth_loss": 1e-12, "solved": True}
+           "truth_loss": 1e-12, "solved": True, "truth_confidence": 1e6}
     results = {(*bench.AUTHORS, "default", s): dict(run, seconds=1.0 + s) for s in bench.SEEDS}
     results[(*bench.AUTHORS, "default", 3)] = dict(run, seconds=None, samples_recovered=19,
                                                     stop_reason="unpinned", loss=2e-13)
@@ -93,6 +93,7 @@ def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
     assert summary["authors_setting_solved_seeds"] == 4
     assert summary["authors_setting_loss"][3] == 2e-13
     assert summary["authors_setting_truth_loss"][3] == 1e-12
+    assert summary["authors_setting_truth_confidence"] == [1e6] * 5
     assert summary["default_seconds_median"] == 2.0
     assert summary["authors_setting_samples_recovered"][3] == 19
     assert "small_case_default_seconds" not in summary and "n10_d50_p5000_seconds" not in summary

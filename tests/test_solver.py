@@ -510,6 +510,7 @@ def test_the_reseed_pool_is_shared_among_a_problems_starts():
     reseed = solvers.Reseed(pool=64)
     assert [reseed.per_start(r).pool for r in (1, 2, 16, 100)] == [64, 32, 4, 1]
     assert reseed.per_start(16).steps == reseed.steps
+    assert solvers.Reseed(pool=8, shared=False).per_start(4).pool == 8
     with pytest.raises(ValueError, match="starts"):
         reseed.per_start(0)
     _, _, _, problem, key = make_rf(n=3, d=6, p=100)
