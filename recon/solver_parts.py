@@ -54,9 +54,10 @@ class Reseed(_Part):
     ``chunk``), a start whose loss fell by less than half since the last check is stuck: one
     of its candidates is replaced by the point that best captures the part of ``theta`` the
     other candidates leave out, found by one-point searches (``steps`` steps of Adam with
-    learning rate ``lr``) on that residual; its optimiser state is reset. ``pool`` searches
-    per problem and check, shared among its starts (:meth:`per_start`): many starts explore
-    already, and searches for every one cost far more than the steps between checks. Repeated
+    learning rate ``lr``) on that residual; its optimiser state is reset. With ``shared``,
+    ``pool`` searches per problem and check, shared among its starts (:meth:`per_start`):
+    many starts explore already, and searches for every one cost far more than the steps
+    between checks; else ``pool`` per start. Repeated
     re-seeds of a start try its candidates in turn, least useful first. A lone start (a
     run with one start) whose loss has not fallen tenfold in ``fresh_after`` steps (seen at
     these checks; 0: never) starts afresh from random candidates, its best so far kept,
@@ -69,15 +70,17 @@ class Reseed(_Part):
     steps: int = 200
     lr: float = 0.05
     fresh_after: int = 1000
+    shared: bool = True
 
     _checks = {"patience": checks.positive_int, "pool": checks.positive_int,
                "steps": checks.nonnegative_int, "lr": checks.positive_float,
-               "fresh_after": checks.nonnegative_int}
+               "fresh_after": checks.nonnegative_int, "shared": checks.boolean}
 
     def per_start(self, starts: int) -> Reseed:
         """These settings for one of ``starts`` starts: ``max(1, pool // starts)`` searches
-        each (a lone start keeps the whole ``pool``)."""
-        return replace(self, pool=max(1, self.pool // checks.positive_int("starts", starts)))
+        each when ``shared`` (a lone start keeps the whole ``pool``), else ``pool``."""
+        starts = checks.positive_int("starts", starts)
+        return replace(self, pool=max(1, self.pool // starts)) if self.shared else self
 
 
 @dataclass(frozen=True)
