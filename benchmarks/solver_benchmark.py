@@ -229,25 +229,20 @@ def race_summary(results) -> dict:
     summary = {}
     if any(key[:3] == AUTHORS for key in results):
         slowest, median, recovered = _slowest(results, *AUTHORS, "default")
+        runs = [results[(*AUTHORS, "default", s)] for s in SEEDS]
         summary.update({
             "default_seconds": slowest,
             "default_seconds_median": median,
             "authors_setting_recovered_seeds": recovered,
             "authors_setting_seeds": len(SEEDS),
-            "authors_setting_stop_reasons": [results[(*AUTHORS, "default", s)]["stop_reason"]
-                                             for s in SEEDS],
-            "authors_setting_samples_recovered": [
-                results[(*AUTHORS, "default", s)]["samples_recovered"] for s in SEEDS],
-            "authors_setting_solved_seeds": sum(results[(*AUTHORS, "default", s)]["solved"]
-                                                for s in SEEDS),
-            "authors_setting_truth_loss": [results[(*AUTHORS, "default", s)]["truth_loss"]
-                                           for s in SEEDS],
-            "authors_setting_loss": [results[(*AUTHORS, "default", s)]["loss"]
-                                     for s in SEEDS],
-            "authors_setting_truth_confidence": [
-                results[(*AUTHORS, "default", s)]["truth_confidence"] for s in SEEDS]})
-    for size, label in ((MIDDLE, "n10_d50_p5000"), (LAW_RATIO_2, "n20_d100_p4000")):
+            "authors_setting_solved_seeds": sum(r["solved"] for r in runs),
+            **{f"authors_setting_{key}": [r[run_key] for r in runs] for key, run_key in (
+                ("stop_reasons", "stop_reason"), ("samples_recovered", "samples_recovered"),
+                ("truth_loss", "truth_loss"), ("loss", "loss"),
+                ("truth_confidence", "truth_confidence"))}})
+    for size in DEFAULT_ONLY:
         if any(key[:3] == size for key in results):
+            label = "n{}_d{}_p{}".format(*size)
             slowest, median, recovered = _slowest(results, *size, "default")
             summary.update({f"{label}_recovered_seeds": recovered, f"{label}_seeds": len(SEEDS),
                             f"{label}_seconds": slowest, f"{label}_seconds_median": median})

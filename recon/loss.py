@@ -23,16 +23,17 @@ from recon import precision
 Array = jax.Array
 
 
-def _ridge(gram: Array, ridge: float) -> Array:
-    """``lambda = ridge * mean(diag(gram))`` plus the smallest positive float."""
-    return ridge * jnp.mean(jnp.diagonal(gram)) + jnp.finfo(gram.dtype).tiny
+def _ridged_gram_and_ridge(F: Array, ridge: float) -> tuple[Array, Array]:
+    """:func:`ridged_gram` and its ``lambda``."""
+    gram = F @ F.T
+    lam = ridge * jnp.mean(jnp.diagonal(gram)) + jnp.finfo(gram.dtype).tiny
+    return gram + lam * jnp.eye(gram.shape[0], dtype=gram.dtype), lam
 
 
 def ridged_gram(F: Array, ridge: float) -> Array:
     """``A = F F^T + lambda I`` with ``lambda = ridge * mean(diag(F F^T))`` (plus the smallest
     positive float, so that ``A`` is invertible when ``F`` is zero)."""
-    gram = F @ F.T
-    return gram + _ridge(gram, ridge) * jnp.eye(gram.shape[0], dtype=gram.dtype)
+    return _ridged_gram_and_ridge(F, ridge)[0]
 
 
 def _check_shapes(F: Array, theta: Array) -> None:
@@ -46,9 +47,8 @@ def _projection(F: Array, theta: Array, ridge: float):
     """``(r, c, factor, lambda)``: the residual ``r = theta - F^T c`` with ``c = A^{-1} F
     theta``, the Cholesky factor of ``A`` (:func:`ridged_gram`) and its ridge, in the dtype
     of ``F`` and ``theta``."""
-    gram = F @ F.T
-    lam = _ridge(gram, ridge)
-    factor = jax.scipy.linalg.cho_factor(gram + lam * jnp.eye(gram.shape[0], dtype=gram.dtype))
+    A, lam = _ridged_gram_and_ridge(F, ridge)
+    factor = jax.scipy.linalg.cho_factor(A)
     c = jax.scipy.linalg.cho_solve(factor, F @ theta)
     return theta - F.T @ c, c, factor, lam
 

@@ -592,12 +592,24 @@ def _replaced(state: SolverState, programs: Programs, keys, flags: np.ndarray,
     return state.X.at[g, r].set(new)
 
 
+def _split_keys(state: SolverState) -> tuple[Array, Array]:
+    """Each problem's key split in two: its next key, and one for the move made now."""
+    split = jax.vmap(jax.random.split)(state.key)
+    return split[:, 0], split[:, 1]
+
+
+def _reset_optimiser(state: SolverState, X: Array, flags: np.ndarray, programs: Programs):
+    """The optimiser state, fresh at the new candidates ``X`` for the starts flagged in
+    ``flags``, kept for the others."""
+    return jax.tree.map(lambda a, b: jnp.where(_grouped(flags, a), a, b),
+                        programs.init(X), state.opt_state)
+
+
 def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
                  programs: Programs) -> SolverState:
     """Replace a candidate of every ``stuck`` start (:func:`recon.solver_moves.reseed_program`;
     a random point where ``explore``) and reset those starts' optimiser states."""
-    split = jax.vmap(jax.random.split)(state.key)
-    key, sub = split[:, 0], split[:, 1]
+    key, sub = _split_keys(state)
     keys = jax.vmap(lambda k: jax.random.split(k, stuck.shape[1]))(sub)
     if stuck.shape[0] == 1:
         X = _replaced(state, programs, keys, stuck, explore, False)
@@ -606,10 +618,7 @@ def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
         for flags, explore_only in ((stuck & ~explore, False), (explore, True)):
             if flags.any():
                 X = _replaced(state._replace(X=X), programs, keys, flags, explore, explore_only)
-    fresh = programs.init(X)
-    opt_state = jax.tree.map(lambda a, b: jnp.where(_grouped(stuck, a), a, b),
-                             fresh, state.opt_state)
-    return state._replace(X=X, opt_state=opt_state, key=key,
+    return state._replace(X=X, opt_state=_reset_optimiser(state, X, stuck, programs), key=key,
                           attempts=state.attempts + stuck)
 
 
@@ -636,14 +645,11 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
                 since[g, 0] = state.steps
         if not stalled.any():
             return state._replace(window=window, window_from=since), stalled
-    split = jax.vmap(jax.random.split)(state.key)
-    key, sub = split[:, 0], split[:, 1]
+    key, sub = _split_keys(state)
     problem = programs.batch.problem
     new = jnp.stack([initial_candidates(k, problem, 1, state.X.dtype) for k in sub])
     X = jnp.where(_grouped(stalled, state.X), new, state.X)
-    fresh = programs.init(X)
-    opt_state = jax.tree.map(lambda a, b: jnp.where(_grouped(stalled, a), a, b),
-                             fresh, state.opt_state)
+    opt_state = _reset_optimiser(state, X, stalled, programs)
     return state._replace(
         X=X, opt_state=opt_state, key=key, window=np.where(stalled, np.inf, window),
         window_from=np.where(stalled, state.steps, since),

@@ -57,8 +57,8 @@ class Reseed(_Part):
     learning rate ``lr``) on that residual; its optimiser state is reset. With ``shared``,
     ``pool`` searches per problem and check, shared among its starts (:meth:`per_start`):
     many starts explore already, and searches for every one cost far more than the steps
-    between checks; else ``pool`` per start. Repeated
-    re-seeds of a start try its candidates in turn, least useful first. A lone start (a
+    between checks; else ``pool`` per start. Repeated re-seeds of a start try its
+    candidates in turn, least useful first. A lone start (a
     run with one start) whose loss has not fallen tenfold in ``fresh_after`` steps (seen at
     these checks; 0: never) starts afresh from random candidates, its best so far kept,
     unless its best candidates are all pinned (:class:`Polish`'s check: a floor): a spurious
