@@ -563,33 +563,38 @@ def clone_best(state: SolverState, *, current: np.ndarray, stuck: np.ndarray,
 
 
 def reseed_targets(stuck: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(problem, start)`` indices the re-seed search runs on: every start of a single
-    problem (so its program does not change with the number stuck), else the stuck starts,
-    padded with repeats (the same search, the same result) to a power of two and at least
-    ``R``, so that few sizes compile. The search costs as much per start as a few hundred
-    steps: running it on the stuck starts only keeps a batch of many problems from paying it
-    for all of them."""
+    """The ``(problem, start)`` indices the re-seed search runs on, a multiple of ``R`` long
+    (the search runs on ``R`` starts at a time, so that one program serves every check):
+    every start of a single problem, else the stuck starts, padded with repeats (the same
+    search, the same result). The search costs as much per start as a few hundred steps:
+    running it on the stuck starts only keeps a batch of many problems from paying it for all
+    of them."""
     G, R = stuck.shape
     if G == 1:
         return np.zeros(R, int), np.arange(R)
     g, r = np.nonzero(stuck)
-    size = max(R, 1 << (len(g) - 1).bit_length())
+    size = R * -(-len(g) // R)
     return np.resize(g, size), np.resize(r, size)
 
 
 def _replaced(state: SolverState, programs: Programs, keys, flags: np.ndarray,
               explore: np.ndarray, explore_only: bool):
-    """The candidates after :meth:`Programs.reseed` of the starts of ``reseed_targets(flags)``."""
-    g, r = reseed_targets(flags)
-    batch = programs.batch
-    rows = 0 if batch.G == 1 else g  # one problem: its arrays, shared by every start
-    new = programs.reseed(state.X[g, r], explore_only, keys=keys[g, r],
-                          stuck=jnp.asarray(flags[g, r]),
-                          attempts=jnp.asarray(state.attempts[g, r]),
-                          explore=jnp.asarray(explore[g, r]),
-                          state=jax.tree.map(lambda a: a[rows], batch.state),
-                          theta=batch.theta[rows])
-    return state.X.at[g, r].set(new)
+    """The candidates after :meth:`Programs.reseed` of the starts of ``reseed_targets(flags)``,
+    ``R`` at a time."""
+    targets = reseed_targets(flags)
+    batch, R = programs.batch, flags.shape[1]
+    X = state.X
+    for start in range(0, len(targets[0]), R):
+        g, r = (t[start:start + R] for t in targets)
+        rows = 0 if batch.G == 1 else g  # one problem: its arrays, shared by every start
+        new = programs.reseed(state.X[g, r], explore_only, keys=keys[g, r],
+                              stuck=jnp.asarray(flags[g, r]),
+                              attempts=jnp.asarray(state.attempts[g, r]),
+                              explore=jnp.asarray(explore[g, r]),
+                              state=jax.tree.map(lambda a: a[rows], batch.state),
+                              theta=batch.theta[rows])
+        X = X.at[g, r].set(new)
+    return X
 
 
 def _split_keys(state: SolverState) -> tuple[Array, Array]:
