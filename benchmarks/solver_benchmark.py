@@ -3,7 +3,7 @@ multiply, and the algorithmic threshold, for the default solver and the authors'
 preset, in one run on one machine.
 
     python benchmarks/solver_benchmark.py [--quick] [--readme README.md]
-    python benchmarks/solver_benchmark.py --only authors|small|middle   # one piece, its keys
+    python benchmarks/solver_benchmark.py --only authors|small|middle|side|thresholds
 
 Recovery = every sample's matched error below 1e-3. The last line printed is one JSON object
 with the keys default_seconds (the slowest of seeds 0-4; null if one did not recover),
@@ -19,7 +19,12 @@ n10_d50_p5000_* and n20_d100_p4000_* (recovered_seeds, seconds: slowest, seconds
 default on seeds 0-4 at n=10, d=50, p=5000 and at ratio 2 of the paper law grid's largest size),
 reference_seconds (null if the reference did not recover within
 its budget), reference_budget_seconds, speedup (null then), speedup_at_least (the budget over
-the default's time when the reference did not recover), threshold_default, threshold_reference,
+the default's time when the reference did not recover), threshold_default, threshold_reference
+(n=5, d=20), threshold_default_n10_d50, threshold_reference_n10_d50 (seeds 0-4 each, cells
+batched as in the law chapter), the side-by-side keys of n=10, d=30, p=3000 and of ratio 3 at
+both threshold sizes (n10_d30_p3000_*, n5_d20_p300_*, n10_d50_p1500_*: per preset
+recovered_seeds, seconds and seconds_median, then default_over_reference by seed and
+default_no_later_seeds),
 iteration_vs_matmul, chunked_peak_gib (peak memory of training and one solver step with
 p = 1e6, d = 3072, n = 10 random features whose V (12 GiB as one matrix) is drawn in chunks)
 and law_cells_per_second_batched / _single (by size: the law chapter's cells per second,
@@ -107,10 +112,36 @@ def matmul_seconds(n, d, p, repeats=50):
 
 
 def algorithmic_threshold(name, n, d, ratios, seeds, max_steps):
-    """p*/(d n): where half of the samples are recovered (error < 1e-2), mean over seeds."""
-    fractions = [np.mean([law.rf_cell(n, d, r, s, solver=name, max_steps=max_steps)
-                          ["recovered_fraction"] for s in seeds]) for r in ratios]
-    return law.empirical_threshold(ratios, fractions), dict(zip(ratios, fractions))
+    """p*/(d n): where half of the samples are recovered (error < 1e-2), mean over seeds; the
+    cells batched as the law chapter runs them (``law.rf_cells``, each band of ratios padded
+    to its largest p, :func:`recon.chapters.law.ratio_bands`). Returns the threshold and the
+    recovered share by ratio."""
+    tops = law.ratio_bands(ratios)
+    cells = [dict(n=n, d=d, ratio=r, seed=s, solver=name, max_steps=max_steps,
+                  pad_to=round(top * d * n)) for r, top in zip(ratios, tops) for s in seeds]
+    records = law.rf_cells(cells)
+    for cell, record in zip(cells, records):
+        if isinstance(record, Exception):
+            raise RuntimeError(f"threshold cell {cell} failed") from record
+    shares = np.array([r["recovered_fraction"] for r in records]).reshape(len(ratios), -1)
+    fractions = shares.mean(axis=1)
+    return law.empirical_threshold(ratios, fractions), dict(zip(ratios, fractions.tolist()))
+
+
+def all_thresholds(budget, seeds) -> dict:
+    """:func:`algorithmic_threshold` of both presets at :data:`THRESHOLD_SIZES`, keys
+    ``(name, n, d)``."""
+    thresholds = {}
+    for n, d in THRESHOLD_SIZES:
+        for name in ("default", "reference"):
+            start = time.perf_counter()
+            value, shares = algorithmic_threshold(name, n, d, THRESHOLD_RATIOS, seeds,
+                                                  budget[name])
+            thresholds[(name, n, d)] = value
+            print(f"threshold at n={n}, d={d} ({name}, seeds {list(seeds)}): p*/(dn) = "
+                  f"{value:.2f}; recovered shares {shares} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    return thresholds
 
 
 def law_throughput(sizes=((4, 10), (8, 20)), seeds=(0, 1, 2)):
@@ -186,20 +217,27 @@ AUTHORS, SMALL = (20, 100, 20000), (10, 30, 3000)
 #: largest size (n=20, d=100)
 MIDDLE, LAW_RATIO_2 = (10, 50, 5000), (20, 100, 4000)
 DEFAULT_ONLY = (MIDDLE, LAW_RATIO_2)
-PIECES = {"authors": [AUTHORS], "small": [SMALL], "middle": [MIDDLE, LAW_RATIO_2]}
+#: both presets, every seed, at ratio 3 of the two threshold sizes (n=5, d=20 and n=10, d=50)
+SIDE_BY_SIDE = ((5, 20, 300), (10, 50, 1500))
+PIECES = {"authors": [AUTHORS], "small": [SMALL], "middle": [MIDDLE, LAW_RATIO_2],
+          "side": list(SIDE_BY_SIDE)}
+#: the sizes of the algorithmic thresholds, both presets, and their ratios
+THRESHOLD_SIZES = ((5, 20), (10, 50))
+THRESHOLD_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
 
 
-def race(budget, sizes=(AUTHORS, SMALL, MIDDLE, LAW_RATIO_2), names=("default", "reference")):
+def race(budget, sizes=(AUTHORS, SMALL, MIDDLE, LAW_RATIO_2) + SIDE_BY_SIDE,
+         names=("default", "reference")):
     """Time to recovery of both presets at the authors' size (the default on every seed of
-    ``SEEDS``, the reference on seed 0: its budget is long), at n=10, d=30, p=3000 (both on
-    every seed) and of the default alone at :data:`DEFAULT_ONLY` (every seed). Keys
-    ``(n, d, p, name, seed)``."""
+    ``SEEDS``, the reference on seed 0: its budget is long), of both on every seed at n=10,
+    d=30, p=3000 and at :data:`SIDE_BY_SIDE`, and of the default alone at
+    :data:`DEFAULT_ONLY` (every seed). Keys ``(n, d, p, name, seed)``."""
     results = {}
     for n, d, p in sizes:
         for name in names:
             if name != "default" and (n, d, p) in DEFAULT_ONLY:
                 continue
-            seeds = SEEDS if (name == "default" or p == 3000) else SEEDS[:1]
+            seeds = SEEDS if (name == "default" or (n, d, p) != AUTHORS) else SEEDS[:1]
             for seed in seeds:
                 r = time_to_recovery(n, d, p, name, budget[name], seed)
                 results[(n, d, p, name, seed)] = r
@@ -250,7 +288,33 @@ def race_summary(results) -> dict:
         summary.update({
             "small_case_default_seconds": _slowest(results, *SMALL, "default")[0],
             "small_case_reference_seconds": _slowest(results, *SMALL, "reference")[0]})
+    for size in (SMALL,) + SIDE_BY_SIDE:
+        if any(key[:3] == size and key[3] == "reference" for key in results):
+            summary.update(side_by_side(results, size))
     return summary
+
+
+def side_by_side(results, size) -> dict:
+    """Both presets on every seed at ``size``: per preset the seeds recovered and the slowest
+    and median time; per seed the default's time over the reference's
+    (``*_default_over_reference``, ``None`` where one did not recover); and the seeds where
+    the default recovered no later than the reference (or the reference not at all)."""
+    label = "n{}_d{}_p{}".format(*size)
+    out = {}
+    for name in ("default", "reference"):
+        slowest, median, recovered = _slowest(results, *size, name)
+        out.update({f"{label}_{name}_recovered_seeds": recovered,
+                    f"{label}_{name}_seconds": slowest,
+                    f"{label}_{name}_seconds_median": median})
+    pairs = [(results[(*size, "default", s)]["seconds"],
+              results[(*size, "reference", s)]["seconds"]) for s in SEEDS]
+    out[f"{label}_default_over_reference"] = [
+        ours / theirs if ours is not None and theirs is not None else None
+        for ours, theirs in pairs]
+    out[f"{label}_default_no_later_seeds"] = sum(
+        ours is not None and (theirs is None or ours <= theirs) for ours, theirs in pairs)
+    out[f"{label}_seeds"] = len(SEEDS)
+    return out
 
 
 def summarise(results, per_iteration_vs_matmul, thresholds, throughput) -> dict:
@@ -268,8 +332,11 @@ def summarise(results, per_iteration_vs_matmul, thresholds, throughput) -> dict:
         "reference_budget_seconds": reference["budget_seconds"],
         "speedup": speedup,
         "speedup_at_least": at_least,
-        "threshold_default": finite["default"],
-        "threshold_reference": finite["reference"],
+        "threshold_default": finite[("default", 5, 20)],
+        "threshold_reference": finite[("reference", 5, 20)],
+        "threshold_default_n10_d50": finite[("default", 10, 50)],
+        "threshold_reference_n10_d50": finite[("reference", 10, 50)],
+        "threshold_seeds": len(SEEDS),
         "iteration_vs_matmul": per_iteration_vs_matmul,
         "chunked_peak_gib": chunked_peak_in_subprocess(),
         "law_cells_per_second_batched": throughput[0],
@@ -301,12 +368,14 @@ def main():
                         help="rewrite the benchmark table of this Markdown file (README.md)")
     parser.add_argument("--chunked-only", action="store_true",
                         help="only the streamed-V memory measurement (run in a fresh process)")
-    parser.add_argument("--only", choices=sorted(PIECES),
+    parser.add_argument("--only", choices=sorted(PIECES) + ["thresholds"],
                         help="only the race at one size (authors: n=20, d=100, p=20000, the "
                              "default on seeds 0-4; small: n=10, d=30, p=3000, both presets "
                              "on seeds 0-4; middle: the default on seeds 0-4 at n=10, d=50, "
-                             "p=5000 and n=20, d=100, p=4000) and its keys of the summary; "
-                             "nothing is written")
+                             "p=5000 and n=20, d=100, p=4000; side: both presets on seeds 0-4 "
+                             "at n=5, d=20, p=300 and n=10, d=50, p=1500) and its keys of the "
+                             "summary, or (thresholds) the algorithmic thresholds of both "
+                             "presets at n=5, d=20 and n=10, d=50; nothing is written")
     args = parser.parse_args()
     if args.readme:  # fail now, not after the run, if the block is missing
         benchmark_report.replace_block(Path(args.readme).read_text(), "")
@@ -316,6 +385,10 @@ def main():
     budget = {"default": 3000 if args.quick else 20000,
               "reference": 2000 if args.quick else 60000}
     print(f"devices: {jax.devices()}")
+    if args.only == "thresholds":
+        print(json.dumps({f"threshold_{name}_n{n}_d{d}": value for (name, n, d), value
+                          in all_thresholds(budget, SEEDS).items()}))
+        return
     if args.only:
         names = ("default",) if args.only == "authors" else ("default", "reference")
         print(json.dumps(race_summary(race(budget, PIECES[args.only], names))))
@@ -326,13 +399,7 @@ def main():
                  for s in SEEDS)                                    # best of all, as the matmul
     print(f"matrix multiply for one iteration's work: {1e3 * mm:.2f} ms; "
           f"iteration / matmul = {per_it / mm:.2f}")
-    ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0]
-    seeds = [0, 1] if args.quick else [0, 1, 2, 3]
-    thresholds = {}
-    for name in ("default", "reference"):
-        thresholds[name], fr = algorithmic_threshold(name, 5, 20, ratios, seeds, budget[name])
-        print(f"threshold at n=5, d=20 ({name}): p*/(dn) = {thresholds[name]:.2f}; "
-              f"recovered shares {fr}")
+    thresholds = all_thresholds(budget, SEEDS[:2] if args.quick else SEEDS)
     throughput = law_throughput()
     summary = summarise(results, per_it / mm, thresholds, throughput)
     write(summary, args)

@@ -550,7 +550,8 @@ def clone_best(state: SolverState, *, current: np.ndarray, stuck: np.ndarray,
     best start (:func:`recon.solver_moves.clone_targets`), each to try a different candidate;
     returns the state and the flags of the clones (their re-seed explores a random point)."""
     explore = np.zeros(current.shape, bool)
-    attempts, checkpoint_, X = state.attempts.copy(), state.checkpoint.copy(), state.X
+    attempts, checkpoint_ = state.attempts.copy(), state.checkpoint.copy()
+    source = np.tile(np.arange(current.shape[1]), (current.shape[0], 1))
     for g in range(current.shape[0]):
         leader, clones = clone_targets(current[g], stuck[g], share)
         if not clones:
@@ -558,8 +559,16 @@ def clone_best(state: SolverState, *, current: np.ndarray, stuck: np.ndarray,
         attempts[g, clones] = attempts[g, leader] + np.arange(len(clones))
         checkpoint_[g, clones] = current[g, leader]
         explore[g, clones] = True
-        X = X.at[g, jnp.asarray(clones)].set(X[g, leader])
+        source[g, clones] = leader
+    X = _take_starts(state.X, jnp.asarray(source)) if explore.any() else state.X
     return state._replace(X=X, attempts=attempts, checkpoint=checkpoint_), explore
+
+
+@jax.jit
+def _take_starts(X: Array, source: Array) -> Array:
+    """``X[g, source[g, r]]`` for every problem ``g`` and start ``r``: one program whatever
+    the number of starts copied."""
+    return jax.vmap(lambda x, s: x[s])(X, source)
 
 
 def reseed_targets(stuck: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

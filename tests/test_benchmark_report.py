@@ -54,8 +54,15 @@ def test_several_seeds_are_reported_by_their_median_and_their_worst(tmp_path):
                "authors_setting_recovered_seeds": 5, "authors_setting_seeds": 5,
                "small_case_default_seconds": 0.2, "small_case_reference_seconds": 0.25,
                "law_cells_per_second_batched": {"n=4,d=10": 3.0},
-               "law_cells_per_second_single": {"n=4,d=10": 0.5}}
+               "law_cells_per_second_single": {"n=4,d=10": 0.5},
+               "n5_d20_p300_default_recovered_seeds": 5,
+               "n5_d20_p300_reference_recovered_seeds": 4, "n5_d20_p300_seeds": 5,
+               "n5_d20_p300_default_no_later_seeds": 3,
+               "n5_d20_p300_default_over_reference": [0.5, 1.2, None, 0.9, 1.4],
+               "threshold_default_n10_d50": 1.1, "threshold_reference_n10_d50": None}
     table = benchmark_report.markdown(summary)
+    assert "| 5 / 4 of 5; 3; 0.50, 1.20, -, 0.90, 1.40 |" in table
+    assert "n=10, d=50: default / reference | 1.10 / not reached |" in table
     assert "(default, slowest of 5 seed(s)) | 9.50 s |" in table and "| 3.10 s |" in table
     assert "| 5 of 5 |" in table and "0.20 s / 0.25 s" in table
     table = benchmark_report.markdown({**summary, "authors_setting_solved_seeds": 5})
