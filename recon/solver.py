@@ -222,6 +222,8 @@ class SolverState(NamedTuple):
         window: ``(G, R)``, each start's loss at its last tenfold fall (or fresh start).
         window_from: ``(G, R)``, the step of that fall.
         fresh: ``(G,)``, fresh restarts so far (:func:`restart_stalled`).
+        precise: ``(G,)``, problems whose end game was settled with float64 features
+            (:func:`end_game`): their confidence is reported from float64 features too.
     """
 
     X: Array
@@ -243,6 +245,7 @@ class SolverState(NamedTuple):
     window: np.ndarray
     window_from: np.ndarray
     fresh: np.ndarray
+    precise: np.ndarray
 
     def running(self) -> np.ndarray:
         """``(G,)``, the problems still running."""
@@ -425,9 +428,13 @@ class Programs:
         self.init = jax.vmap(jax.vmap(step_optimizer(kind, solver).init))
         self._confidence = cached_program(("confidence", kind, solver.ridge), lambda: jax.jit(
             functools.partial(leave_one_out_confidence, kind, ridge=solver.ridge)))
-        self._polish = (cached_program(("polish", kind, solver.polish, solver.ridge),
-                                       lambda: polish_program(kind, solver.polish, solver.ridge))
-                        if solver.polish is not None else None)
+        self._polish = ({precise: cached_program(
+            ("polish", kind, solver.polish, solver.ridge, precise),
+            lambda precise=precise: polish_program(kind, solver.polish, solver.ridge, precise))
+            for precise in (False, True)} if solver.polish is not None else None)
+        self._precise_confidence = cached_program(
+            ("confidence", kind, solver.ridge, "precise"), lambda: jax.jit(functools.partial(
+                leave_one_out_confidence, kind, ridge=solver.ridge, precise=True)))
         reseed = (solver.reseed.per_start(state.X.shape[1]) if solver.reseed is not None
                   else None)
         self._reseed = ({explore_only: cached_program(
@@ -467,11 +474,12 @@ class Programs:
     def _problem(self, g: int):
         return jax.tree.map(lambda a: a[g], self.batch.state), self.batch.theta[g]
 
-    def polish(self, X, g: int):
+    def polish(self, X, g: int, precise: bool = False):
         """:func:`recon.solver_moves.polish_program` from the candidates ``X`` of problem
-        ``g``: ``(X, loss, products)``."""
+        ``g``: ``(X, loss, products)``; ``precise``: its float64 features."""
         state, theta = self._problem(g)
-        X, loss, products = self._polish(X, state, theta, compiling=self.clock.compiling)
+        X, loss, products = self._polish[precise](X, state, theta,
+                                                  compiling=self.clock.compiling)
         return X, float(loss), int(products)
 
     def reseed_one(self, X, g: int, key, attempt: int = 0):
@@ -483,10 +491,12 @@ class Programs:
                            state=jax.tree.map(lambda a: a[rows], self.batch.state),
                            theta=self.batch.theta[rows])[0]
 
-    def confidences(self, X, g: int) -> np.ndarray:
-        """Each candidate's leave-one-out confidence in ``X`` for problem ``g``."""
+    def confidences(self, X, g: int, precise: bool = False) -> np.ndarray:
+        """Each candidate's leave-one-out confidence in ``X`` for problem ``g``; ``precise``:
+        from float64 features."""
         state, theta = self._problem(g)
-        return np.asarray(self._confidence(state, theta, X, compiling=self.clock.compiling))
+        program = self._precise_confidence if precise else self._confidence
+        return np.asarray(program(state, theta, X, compiling=self.clock.compiling))
 
 
 class Recorder:
@@ -534,7 +544,7 @@ def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
                        np.zeros(G), np.zeros(G, bool), np.full(G, np.inf),
                        np.zeros(G, dtype=np.int64), np.zeros(G, bool),
                        np.full(starts, np.inf), np.zeros(starts, dtype=np.int64),
-                       np.zeros(G, dtype=np.int64))
+                       np.zeros(G, dtype=np.int64), np.zeros(G, bool))
 
 
 def keep_best(state: SolverState, current: np.ndarray) -> SolverState:
@@ -728,6 +738,23 @@ def stop_finished(state: SolverState, *, finite: np.ndarray, clock: Clock,
 FLOOR_MATCH = 1e-3
 
 
+def _settle_precisely(X, loss: float, confidence: np.ndarray, g: int, *, solver: Solver,
+                      programs: Programs):
+    """For candidates ``X`` of problem ``g`` at ``tol`` with a candidate below
+    ``polish.pinned``: the polish and the confidence again with float64 features
+    (``precise``). With a float32 ``theta`` the loss bottoms out near 1e-14, where float32
+    features blur a sample of tiny share: its candidate can look loose though ``theta`` pins
+    it. Returns ``(X, loss, confidence, products)`` if every candidate is pinned then (and
+    the loss still at ``tol``), else ``None`` (nothing to settle, or a loose candidate)."""
+    if loss > solver.tol or confidence.min() >= solver.polish.pinned:
+        return None
+    X_fine, loss_fine, used = programs.polish(X, g, precise=True)
+    confidence_fine = programs.confidences(X_fine, g, precise=True)
+    if loss_fine <= solver.tol and confidence_fine.min() >= solver.polish.pinned:
+        return X_fine, loss_fine, confidence_fine, used
+    return None
+
+
 def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
              programs: Programs, recorder: Recorder) -> SolverState:
     """The Gauss-Newton end game (:class:`recon.solver_parts.Polish`) of problem ``g``'s best
@@ -742,7 +769,8 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     would only find again (judged from ``theta`` alone). The result becomes the start's best
     if it is lower, but the start itself goes on from where Adam left it (a polish above
     ``tol`` ends in a nearby minimum that Adam, still moving, may pass); a problem at ``tol``
-    stops, solved or ``unpinned``."""
+    stops, solved or ``unpinned``. Before a candidate at ``tol`` counts as loose, the polish
+    and the check are run again with float64 features (:func:`_settle_precisely`)."""
     polish = solver.polish
     b = int(np.argmin(state.best_loss[g]))
     X, loss = state.best_X[g, b], float(state.best_loss[g, b])
@@ -751,6 +779,11 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
         X, loss = X_new, loss_new
     key = state.key[g]
     confidence = programs.confidences(X, g)
+    settled = _settle_precisely(X, loss, confidence, g, solver=solver, programs=programs)
+    precise = settled is not None
+    if precise:
+        X, loss, confidence, used = settled
+        products += used
     for _ in range(polish.rounds if solver.reseed is not None else 0):
         if loss <= solver.tol and confidence.min() >= polish.pinned:
             break
@@ -764,6 +797,11 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
         if (confidence_try.min() > confidence.min() and loss_try <= solver.tol
                 if loss <= solver.tol else loss_try < loss):
             X, loss, confidence = X_try, loss_try, confidence_try
+            settled = _settle_precisely(X, loss, confidence, g, solver=solver,
+                                        programs=programs)
+            if settled is not None:
+                (X, loss, confidence, used), precise = settled, True
+                products += used
     if loss < state.best_loss[g, b]:  # the start itself goes on where Adam left it
         best_loss = state.best_loss.copy()
         best_loss[g, b] = loss
@@ -771,7 +809,8 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     this = np.arange(batch.G) == g
     state = state._replace(key=state.key.at[g].set(key),
                            polished=np.where(this, loss, state.polished),
-                           products=state.products + products * this)
+                           products=state.products + products * this,
+                           precise=state.precise | (this & precise))
     if g == 0:
         recorder.record_errors(X, state.steps)
     if loss <= solver.tol:
@@ -855,8 +894,8 @@ def report(state: SolverState, g: int, *, solver: Solver, sharp_from: int,
     converged = bool(loss <= solver.tol) and not state.unpinned[g]
     reason = ("non-finite loss" if state.failed[g] else "unpinned" if state.unpinned[g]
               else "tol" if converged else "budget")
-    confidence = (None if state.failed[g]
-                  else programs.confidences(state.best_X[g, best], g))
+    confidence = (None if state.failed[g] else
+                  programs.confidences(state.best_X[g, best], g, bool(state.precise[g])))
     history = recorder.history(loss_curve) if g == 0 else History(
         loss_curve, *(np.zeros(0) for _ in range(4)))
     return Reconstruction(state.best_X[g, best], loss, iterations, seconds, converged,

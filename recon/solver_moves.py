@@ -132,14 +132,17 @@ def polish_applies(problem: ReconstructionProblem, polish: Polish | None) -> boo
 
 
 def leave_one_out_confidence(problem: ReconstructionProblem, state, theta, X: Array,
-                             ridge: float) -> Array:
+                             ridge: float, precise: bool = False) -> Array:
     """How firmly ``theta`` pins each candidate: ``(L_{-i} - L) / L``, the rise of the
     projection loss when candidate ``i`` is left out, over the loss itself (``inf`` at
     ``L = 0``). It needs only what the attacker has. A candidate that explains a part of
     ``theta`` no other one does scores far above 1 (``10^4`` and more at a solution); one
     that ``theta`` does not pin, say sitting where no training point is while a sample of
     tiny share is missing, scores about 1 or less. With ``c = A^{-1} F theta``, the rise is
-    ``c_i^T ((A^{-1})_ii)^{-1} c_i`` (:func:`left_out_direction`)."""
+    ``c_i^T ((A^{-1})_ii)^{-1} c_i`` (:func:`left_out_direction`). With ``precise``, the
+    features are computed from the candidates in float64 (else in their own dtype): near the
+    round-off floor of a float32 ``theta``, float32 features blur a sample of tiny share."""
+    X = X.astype(jnp.float64) if precise else X
     F, theta64, _, coef, gain = _removal_gains(problem, state, theta, X, ridge)
     residual = theta64 - F.T @ coef
     return gain / (residual @ residual)
@@ -168,7 +171,8 @@ def _polish_scales(problem: ReconstructionProblem, polish: Polish, state, theta,
     return jnp.repeat(candidate_scales(problem, state, theta, X, ridge), X.size // problem.n)
 
 
-def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float):
+def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
+                   precise: bool = False):
     """A jitted ``polish(X, state, theta) -> (X, loss, products)``: Levenberg-Marquardt on
     the residual ``r(X) = (theta - P(X) theta) / ||theta||``, matrix-free.
 
@@ -183,8 +187,10 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
     grows past ``1e3`` (no step helps), or when three iterations lowered the loss by less
     than half: the round-off floor, or a minimum. ``products`` counts ``cg_steps + 2``
     Jacobian products per iteration (each costs about one gradient of the loss; CG may stop
-    earlier, so this is an upper bound). Every problem of the same shapes shares the
-    compilation."""
+    earlier, so this is an upper bound). With ``precise`` the features are computed in
+    float64 (else in the candidates' dtype), for the last word on a candidate that float32
+    features leave loose (:func:`recon.solver.end_game`). Every problem of the same shapes
+    shares the compilation."""
     shape = (problem.n,) + problem.input_shape
 
     def candidates(u):
@@ -196,18 +202,19 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
         return projection_residual(F, theta, ridge) / jnp.linalg.norm(theta)
 
     def run(X, state, theta):
-        scale = _polish_scales(problem, polish, state, theta, X, ridge)
+        dtype = jnp.float64 if precise else X.dtype
+        scale = _polish_scales(problem, polish, state, theta, X.astype(dtype), ridge)
 
         def iteration(carry):
             u, lam, loss, window, it, products = carry
-            r0, jvp = jax.linearize(lambda v: residual(u + scale * v, state, theta, X.dtype),
+            r0, jvp = jax.linearize(lambda v: residual(u + scale * v, state, theta, dtype),
                                     jnp.zeros_like(u))
             vjp = jax.linear_transpose(jvp, u)
             (g,) = vjp(r0)
             step, _ = jax.scipy.sparse.linalg.cg(lambda v: vjp(jvp(v))[0] + lam * v, -g,
                                                  maxiter=polish.cg_steps, tol=1e-12)
             delta = scale * step
-            r1 = residual(u + delta, state, theta, X.dtype)
+            r1 = residual(u + delta, state, theta, dtype)
             new_loss = r1 @ r1
             better = new_loss < loss
             u = jnp.where(better, u + delta, u)
@@ -221,7 +228,7 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float)
             stalled = (it >= 3) & (window[0] > 0.5 * window[3])
             return (it < polish.steps) & (lam < 1e3) & (loss > 0) & ~stalled
         u0 = X.astype(jnp.float64).reshape(-1)
-        r = residual(u0, state, theta, X.dtype)
+        r = residual(u0, state, theta, dtype)
         loss0 = r @ r
         carry = (u0, jnp.asarray(1e-6, jnp.float64), loss0, jnp.full(4, loss0), 0, 0)
         u, _, loss, _, _, products = jax.lax.while_loop(going, iteration, carry)

@@ -59,10 +59,13 @@ def test_several_seeds_are_reported_by_their_median_and_their_worst(tmp_path):
                "n5_d20_p300_reference_recovered_seeds": 4, "n5_d20_p300_seeds": 5,
                "n5_d20_p300_default_no_later_seeds": 3,
                "n5_d20_p300_default_over_reference": [0.5, 1.2, None, 0.9, 1.4],
-               "threshold_default_n10_d50": 1.1, "threshold_reference_n10_d50": None}
+               "threshold_default_n10_d50": 1.1, "threshold_reference_n10_d50": None,
+               "authors_setting_max_error": [3.6e-7, 2.6e-3],
+               "authors_setting_truth_polished_error": [2.5e-7, 2.6e-3]}
     table = benchmark_report.markdown(summary)
     assert "| 5 / 4 of 5; 3; 0.50, 1.20, -, 0.90, 1.40 |" in table
     assert "n=10, d=50: default / reference | 1.10 / not reached |" in table
+    assert "| 3.6e-07 / 2.5e-07, 2.6e-03 / 2.6e-03 |" in table
     assert "(default, slowest of 5 seed(s)) | 9.50 s |" in table and "| 3.10 s |" in table
     assert "| 5 of 5 |" in table and "0.20 s / 0.25 s" in table
     table = benchmark_report.markdown({**summary, "authors_setting_solved_seeds": 5})

@@ -473,6 +473,53 @@ def test_a_loose_candidate_at_tol_is_reported_unpinned_not_converged():
     assert plain.stop_reason == "unpinned" and plain.confidence.min() < 1e3
 
 
+def test_a_candidate_loose_only_in_float32_features_is_settled_in_float64():
+    """At the round-off floor of a float32 theta, float32 features can blur a sample of tiny
+    share: before calling a candidate loose, the end game polishes and checks again with
+    float64 features, and takes that answer only if every candidate is pinned there."""
+    solver = solvers.preset("default")
+    pinned = solver.polish.pinned
+
+    class Programs:  # the two programs _settle_precisely calls, with set answers
+        def __init__(self, loss, confidence):
+            self.answer, self.confidence, self.calls = (loss, confidence), confidence, []
+
+        def polish(self, X, g, precise=False):
+            self.calls.append(("polish", precise))
+            return X + 1, self.answer[0], 7
+
+        def confidences(self, X, g, precise=False):
+            self.calls.append(("confidences", precise))
+            return self.confidence
+
+    X, loose, tight = np.zeros(3), np.array([2.0, 1e9]), np.array([2 * pinned, 1e9])
+    rescued = Programs(1e-14, tight)
+    X_new, loss, confidence, products = solvers._settle_precisely(
+        X, 1e-13, loose, 0, solver=solver, programs=rescued)
+    assert (X_new == 1).all() and loss == 1e-14 and products == 7
+    assert (confidence == tight).all()
+    assert rescued.calls == [("polish", True), ("confidences", True)]
+    still_loose = Programs(1e-14, np.array([0.5, 1e9]))
+    assert solvers._settle_precisely(X, 1e-13, loose, 0, solver=solver,
+                                     programs=still_loose) is None
+    nothing = Programs(1e-14, tight)  # pinned already, or above tol: no second polish
+    assert solvers._settle_precisely(X, 1e-13, tight, 0, solver=solver, programs=nothing) is None
+    assert solvers._settle_precisely(X, 1e-3, loose, 0, solver=solver, programs=nothing) is None
+    assert nothing.calls == []
+
+
+def test_precise_confidence_computes_the_features_in_float64():
+    ds, _, _, problem, _ = make_rf(n=3, d=6, p=120)
+    args = (problem, problem.state, problem.theta)
+    precise = leave_one_out_confidence(*args, ds.X.astype(jnp.float32), 1e-10, precise=True)
+    by_hand = leave_one_out_confidence(*args, ds.X.astype(jnp.float64), 1e-10)
+    np.testing.assert_array_equal(np.asarray(precise), np.asarray(by_hand))
+    polished = polish_program(problem, solvers.Polish(), 1e-10, precise=True)
+    X, loss, _ = polished(ds.X.astype(jnp.float32), problem.state, problem.theta)
+    assert X.dtype == jnp.float32 and loss.dtype == jnp.float64
+    assert float(loss) <= float(projection_loss(problem, ds.X.astype(jnp.float64))) + 1e-16
+
+
 def test_a_stalled_lone_start_starts_afresh_and_recovers():
     """One start, p = 2 d n: it stalls in a spurious minimum (loss 1.7e-2, every sample
     wrong) that re-seeds and the polish do not leave; a fresh start after 200 stalled steps

@@ -92,6 +92,11 @@ def markdown(b: dict) -> str:
          f"{b.get('authors_setting_recovered_seeds', 'n/a')} of {seeds}"),
         ("same, or ending at a loss no higher than the truth's (theta does not single out "
          "the truth at 1e-3)", f"{b.get('authors_setting_solved_seeds', 'n/a')} of {seeds}"),
+        *([("largest error by seed: the answer / the float64 polish started at the truth "
+            "(the closest theta lets any solver get)",
+            ", ".join(f"{a:.1e} / {t:.1e}" for a, t in zip(
+                b["authors_setting_max_error"], b["authors_setting_truth_polished_error"])))]
+          if "authors_setting_truth_polished_error" in b else []),
         ("same, `reference` preset (SGD lr 20, momentum 0.9)", seconds(b["reference_seconds"])),
         ("speed-up", speedup),
         ("algorithmic threshold p*/(dn), n=5, d=20 (default)", _ratio(b["threshold_default"])),
