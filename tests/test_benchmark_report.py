@@ -91,7 +91,8 @@ def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     run = {"seconds": 2.0, "stop_reason": "tol", "samples_recovered": 20, "loss": 1e-11,
-           "truth_loss": 1e-12, "solved": True, "truth_confidence": 1e6}
+           "truth_loss": 1e-12, "solved": True, "truth_confidence": 1e6, "max_error": 1e-6,
+           "truth_polished_error": 1e-7}
     results = {(*bench.AUTHORS, "default", s): dict(run, seconds=1.0 + s) for s in bench.SEEDS}
     results[(*bench.AUTHORS, "default", 3)] = dict(run, seconds=None, samples_recovered=19,
                                                     stop_reason="unpinned", loss=2e-13)
@@ -113,6 +114,15 @@ def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
     assert summary["n10_d50_p5000_recovered_seeds"] == 5
     assert summary["n20_d100_p4000_seconds"] == 4.5
     assert summary["n20_d100_p4000_seconds_median"] == 2.5
+    side = {(*size, name, s): dict(run, seconds=None if (name, s) == ("reference", 1) else
+                                   (1.0 if name == "default" else 0.5 + s))
+            for size in bench.PIECES["side"] for name in ("default", "reference")
+            for s in bench.SEEDS}
+    summary = bench.race_summary(side)
+    assert summary["n5_d20_p300_default_over_reference"] == [2.0, None, 1 / 2.5, 1 / 3.5, 1 / 4.5]
+    assert summary["n5_d20_p300_default_no_later_seeds"] == 4  # seed 1: the reference failed
+    assert summary["n10_d50_p1500_reference_recovered_seeds"] == 4
+    assert summary["n10_d50_p1500_reference_seconds"] is None
     assert "n=10, d=50, p=5000: seeds recovered (default), slowest / median time | 5 of 5, " \
         "4.50 s / 2.50 s" in benchmark_report.markdown({**SUMMARY, **summary})
     small = {(*bench.SMALL, name, s): dict(run, seconds=0.1 * s + (name == "reference"))
