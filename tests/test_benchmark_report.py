@@ -118,11 +118,11 @@ def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
                                    (1.0 if name == "default" else 0.5 + s))
             for size in bench.PIECES["side"] for name in ("default", "reference")
             for s in bench.SEEDS}
-    summary = bench.race_summary(side)
-    assert summary["n5_d20_p300_default_over_reference"] == [2.0, None, 1 / 2.5, 1 / 3.5, 1 / 4.5]
-    assert summary["n5_d20_p300_default_no_later_seeds"] == 4  # seed 1: the reference failed
-    assert summary["n10_d50_p1500_reference_recovered_seeds"] == 4
-    assert summary["n10_d50_p1500_reference_seconds"] is None
+    paired = bench.race_summary(side)
+    assert paired["n5_d20_p300_default_over_reference"] == [2.0, None, 1 / 2.5, 1 / 3.5, 1 / 4.5]
+    assert paired["n5_d20_p300_default_no_later_seeds"] == 4  # seed 1: the reference failed
+    assert paired["n10_d50_p1500_reference_recovered_seeds"] == 4
+    assert paired["n10_d50_p1500_reference_seconds"] is None
     assert "n=10, d=50, p=5000: seeds recovered (default), slowest / median time | 5 of 5, " \
         "4.50 s / 2.50 s" in benchmark_report.markdown({**SUMMARY, **summary})
     small = {(*bench.SMALL, name, s): dict(run, seconds=0.1 * s + (name == "reference"))
