@@ -439,8 +439,8 @@ class Programs:
                   else None)
         self._reseed = ({explore_only: cached_program(
             ("reseed", kind, reseed, solver.ridge, G == 1, explore_only),
-            lambda r=(replace(reseed, pool=1, steps=0) if explore_only
-                      else reseed): reseed_program(kind, r, solver.ridge, G == 1))
+            lambda r=(replace(reseed, pool=1, steps=0) if explore_only else reseed),
+            e=explore_only: reseed_program(kind, r, solver.ridge, G == 1, e))
             for explore_only in (False, True)} if reseed is not None else None)
         # compiled now, so that their time counts as compilation and not as the first block's
         args = (state.X, state.opt_state, state.done, state.smoothed, batch.state,

@@ -82,14 +82,16 @@ def left_out_direction(problem: ReconstructionProblem, state, theta, X: Array, a
 
 
 def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float,
-                   shared: bool = False):
+                   shared: bool = False, explore_only: bool = False):
     """A jitted ``reseed(X, *, keys, stuck, attempts, explore, state, theta) -> X`` over a
     list of starts (vmapped; each with its key, flag, attempt count, and its problem's
     ``state`` and ``theta``, all stacked along the first axis, or one ``state`` and ``theta``
     for all when ``shared``): in each start flagged ``stuck``, the candidate of
     :func:`left_out_direction` is replaced by the end point of ``reseed.pool`` one-point
     searches that best captures the left-out direction (or, where ``explore`` is set, by a
-    random point of the sphere); other starts are returned unchanged."""
+    random point of the sphere); other starts are returned unchanged. With
+    ``explore_only`` every flagged start takes a random point (the first of its pool) and no
+    search is compiled."""
     def one(X, key, stuck, attempt, explore, state, theta):
         worst, direction = left_out_direction(problem, state, theta, X, attempt, ridge)
 
@@ -101,6 +103,8 @@ def reseed_program(problem: ReconstructionProblem, reseed: Reseed, ridge: float,
             return s @ jnp.linalg.solve(G, s)
 
         starts = initial_candidates(key, problem, reseed.pool, X.dtype)[:, 0]
+        if explore_only:
+            return jnp.where(stuck, X.at[worst].set(starts[0]), X)
         ascent = optax.chain(sphere.tangent_projection(problem.radius), optax.scale(-1.0),
                              optax.adam(reseed.lr))  # minus the tangent gradient: climbs
         pool = sphere.minimise_on_spheres(jax.vmap(jax.grad(score)), starts, ascent,
