@@ -767,10 +767,8 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     at least ``pinned`` times what is left of ``theta`` and the re-seed found the same point
     again, so the rest is a floor (a network's training loss, round-off), which more re-seeds
     would only find again (judged from ``theta`` alone). The result becomes the start's best
-    if it is lower, but the start itself goes on from where Adam left it (a polish above
-    ``tol`` ends in a nearby minimum that Adam, still moving, may pass); a problem at ``tol``
-    stops, solved or ``unpinned``. Before a candidate at ``tol`` counts as loose, the polish
-    and the check are run again with float64 features (:func:`_settle_precisely`)."""
+    if lower; the start goes on from where Adam left it. At ``tol`` the problem stops, solved
+    or ``unpinned`` (a loose one checked in float64 first: :func:`_settle_precisely`)."""
     polish = solver.polish
     b = int(np.argmin(state.best_loss[g]))
     X, loss = state.best_X[g, b], float(state.best_loss[g, b])

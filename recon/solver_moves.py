@@ -189,12 +189,8 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
     :func:`candidate_scales` (fixed for the run), so the damping and CG treat a candidate of
     tiny share like the others. It stops after ``polish.steps`` iterations, when ``lambda``
     grows past ``1e3`` (no step helps), or when three iterations lowered the loss by less
-    than half: the round-off floor, or a minimum. ``products`` counts ``cg_steps + 2``
-    Jacobian products per iteration (each costs about one gradient of the loss; CG may stop
-    earlier, so this is an upper bound). With ``precise`` the features are computed in
-    float64 (else in the candidates' dtype), for the last word on a candidate that float32
-    features leave loose (:func:`recon.solver.end_game`). Every problem of the same shapes
-    shares the compilation."""
+    than half. ``products``: ``cg_steps + 2`` Jacobian products per iteration (an upper
+    bound). ``precise``: features in float64 (:func:`recon.solver.end_game`)."""
     shape = (problem.n,) + problem.input_shape
 
     def candidates(u):

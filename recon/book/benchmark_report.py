@@ -74,6 +74,23 @@ def sentence(path: str | os.PathLike | None = None) -> str:
             f"(devices: {', '.join(b.get('devices', []))})")
 
 
+def _side_by_side_rows(b: dict) -> list[tuple[str, str]]:
+    """The README rows of the sizes where both presets ran on every seed."""
+    rows = []
+    for size, label in (("n10_d30_p3000", "n=10, d=30, p=3000"),
+                        ("n5_d20_p300", "n=5, d=20, p=300"),
+                        ("n10_d50_p1500", "n=10, d=50, p=1500")):
+        if f"{size}_default_over_reference" in b:
+            ratios = ", ".join("-" if r is None else f"{r:.2f}"
+                               for r in b[f"{size}_default_over_reference"])
+            rows.append((f"{label}: seeds recovered, default / reference; seeds where the "
+                         f"default is no later; default's time over the reference's, by seed",
+                         f"{b[f'{size}_default_recovered_seeds']} / "
+                         f"{b[f'{size}_reference_recovered_seeds']} of {b[f'{size}_seeds']}; "
+                         f"{b[f'{size}_default_no_later_seeds']}; {ratios}"))
+    return rows
+
+
 def markdown(b: dict) -> str:
     """The README's benchmark table for the summary ``b``."""
     def seconds(value):
@@ -114,17 +131,7 @@ def markdown(b: dict) -> str:
                          f"{b[f'{size}_recovered_seeds']} of {b[f'{size}_seeds']}, "
                          f"{seconds(b[f'{size}_seconds'])} / "
                          f"{seconds(b[f'{size}_seconds_median'])}"))
-    for size, label in (("n10_d30_p3000", "n=10, d=30, p=3000"),
-                        ("n5_d20_p300", "n=5, d=20, p=300"),
-                        ("n10_d50_p1500", "n=10, d=50, p=1500")):
-        if f"{size}_default_over_reference" in b:
-            ratios = ", ".join("-" if r is None else f"{r:.2f}"
-                               for r in b[f"{size}_default_over_reference"])
-            rows.append((f"{label}: seeds recovered, default / reference; seeds where the "
-                         f"default is no later; default's time over the reference's, by seed",
-                         f"{b[f'{size}_default_recovered_seeds']} / "
-                         f"{b[f'{size}_reference_recovered_seeds']} of {b[f'{size}_seeds']}; "
-                         f"{b[f'{size}_default_no_later_seeds']}; {ratios}"))
+    rows += _side_by_side_rows(b)
     if "threshold_default_n10_d50" in b:
         rows.append(("algorithmic threshold p*/(dn), n=10, d=50: default / reference",
                      f"{_ratio(b['threshold_default_n10_d50'])} / "
