@@ -426,15 +426,14 @@ class Programs:
             over_problems(jax.vmap(lambda X, s, theta: projection_share(
                 kind.features(s, X), theta, solver.ridge), in_axes=(0, None, None)), G)))
         self.init = jax.vmap(jax.vmap(step_optimizer(kind, solver).init))
-        self._confidence = cached_program(("confidence", kind, solver.ridge), lambda: jax.jit(
-            functools.partial(leave_one_out_confidence, kind, ridge=solver.ridge)))
+        self._confidence = {precise: cached_program(
+            ("confidence", kind, solver.ridge, precise), lambda precise=precise: jax.jit(
+                functools.partial(leave_one_out_confidence, kind, ridge=solver.ridge,
+                                  precise=precise))) for precise in (False, True)}
         self._polish = ({precise: cached_program(
             ("polish", kind, solver.polish, solver.ridge, precise),
             lambda precise=precise: polish_program(kind, solver.polish, solver.ridge, precise))
             for precise in (False, True)} if solver.polish is not None else None)
-        self._precise_confidence = cached_program(
-            ("confidence", kind, solver.ridge, "precise"), lambda: jax.jit(functools.partial(
-                leave_one_out_confidence, kind, ridge=solver.ridge, precise=True)))
         reseed = (solver.reseed.per_start(state.X.shape[1]) if solver.reseed is not None
                   else None)
         self._reseed = ({explore_only: cached_program(
@@ -450,8 +449,8 @@ class Programs:
                 block.executable(*args, compiling=clock.compiling)
         self._loss.executable(state.X, batch.state, batch.theta, compiling=clock.compiling)
         if solver.polish is not None:
-            self._confidence.executable(*self._problem(0), state.X[0, 0],
-                                        compiling=clock.compiling)
+            self._confidence[False].executable(*self._problem(0), state.X[0, 0],
+                                                compiling=clock.compiling)
 
     def exact(self, *args):
         """A block of ``solver.chunk`` steps on the exact features (:func:`block_program`)."""
@@ -495,8 +494,8 @@ class Programs:
         """Each candidate's leave-one-out confidence in ``X`` for problem ``g``; ``precise``:
         from float64 features."""
         state, theta = self._problem(g)
-        program = self._precise_confidence if precise else self._confidence
-        return np.asarray(program(state, theta, X, compiling=self.clock.compiling))
+        return np.asarray(self._confidence[precise](state, theta, X,
+                                                    compiling=self.clock.compiling))
 
 
 class Recorder:
