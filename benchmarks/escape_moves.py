@@ -2,6 +2,7 @@
 
     python benchmarks/escape_moves.py [--size N D P] [--seeds 0 1 2 3 4]
                                       [--set lr=0.1 --set reseed.pool=16 ...]
+                                      [--set informed_start=True ...]
 
 For each seed, the synthetic random-features problem of ``recon.problems.setup_synthetic_rf``
 (the authors' setting by default: n=20, d=100, p=20000) is solved once by the ``default``

@@ -40,7 +40,7 @@ Array = jax.Array
 
 __all__ = ["Cloning", "History", "Polish", "PRESETS", "Reconstruction", "Reseed", "Smoothing",
            "Solver", "SolverState", "clone_targets", "initial_candidates", "polish_applies",
-           "batch_feature_ratio", "feature_ratio", "preset", "resolve_restarts",
+           "batch_feature_ratio", "feature_ratio", "first_guesses", "preset", "resolve_restarts",
            "smoothing_steps", "solve", "solve_batch"]
 
 _PARTS = {"smoothing": Smoothing, "reseed": Reseed, "cloning": Cloning, "polish": Polish}
@@ -65,6 +65,9 @@ class Solver:
             ``single_start_ratio`` times the unknowns ``d n`` (:func:`feature_ratio`):
             there start 0 (exact features, the others smoothed) wins anyway, and further
             starts only cost time.
+        informed_start: start 0 of each problem begins at the problem's ``first_guess``
+            (for RF, :func:`recon.moments.moment_guess`: the method of moments) where it has
+            one, not at random; the other starts and every fresh start stay random.
         chunk: steps per compiled block; the stopping rule and progress bar update per block.
         ridge: relative ridge of the Gram solve (:func:`recon.loss.ridged_gram`).
         smoothing, reseed, cloning, polish: the optional escape moves
@@ -80,6 +83,7 @@ class Solver:
     max_auto_restarts: int = 16
     auto_restart_work: float = 2e6
     single_start_ratio: float = 10.0
+    informed_start: bool = False
     chunk: int = 100
     ridge: float = 1e-10
     smoothing: Smoothing | None = None
@@ -98,6 +102,7 @@ class Solver:
         checks.positive_int("max_auto_restarts", self.max_auto_restarts)
         checks.positive_float("auto_restart_work", self.auto_restart_work)
         checks.positive_float("single_start_ratio", self.single_start_ratio)
+        checks.boolean("informed_start", self.informed_start)
         checks.positive_int("chunk", self.chunk)
         checks.positive_float("ridge", self.ridge, allow_zero=True)
         for name, part in _PARTS.items():
@@ -523,17 +528,38 @@ class Recorder:
                        np.asarray(self.max_errors), np.asarray(self.error_seconds))
 
 
+def first_guesses(batch: ProblemBatch, solver: Solver) -> tuple[Array, np.ndarray] | None:
+    """Each problem's ``first_guess`` (``G x n x input_shape``, zeros where it has none) and
+    the flags of the problems that have one; ``None`` unless ``solver.informed_start`` and
+    the problems' builder guesses."""
+    guess = batch.problem.first_guess
+    if not solver.informed_start or guess is None:
+        return None
+    shape = (batch.problem.n,) + batch.problem.input_shape
+    found = [guess(jax.tree.map(lambda a, g=g: a[g], batch.state), batch.theta[g])
+             for g in range(batch.G)]
+    has = np.array([x is not None for x in found])
+    if not has.any():
+        return None
+    zeros = jnp.zeros(shape, batch.theta.dtype)
+    guesses = jnp.stack([zeros if x is None else jnp.reshape(x, shape) for x in found])
+    return checks.finite_array("the problems' first guesses", guesses), has
+
+
 def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
-                  sharp_from: int, keys: Array) -> SolverState:
+                  sharp_from: int, keys: Array, guesses=None) -> SolverState:
     """Random starts on the spheres for each of the ``G`` problems of ``keys`` (one key per
     problem, shape ``(G,)``): problem ``g``'s starts are drawn from ``keys[g]`` alone, so they
     do not depend on the other problems. All but start 0 are smoothed while
-    ``sharp_from > 0``."""
+    ``sharp_from > 0``. ``guesses`` (from :func:`first_guesses`), where given, replace start
+    0 of the problems flagged."""
     G = len(keys)
     split = jax.vmap(jax.random.split)(keys)
     keys, init_keys = split[:, 0], split[:, 1]
     X = jnp.stack([initial_candidates(k, problem, restarts, problem.theta.dtype)
                    for k in init_keys])
+    if guesses is not None:
+        X = X.at[:, 0].set(jnp.where(_grouped(guesses[1], X[:, 0]), guesses[0], X[:, 0]))
     smoothed = np.broadcast_to((np.arange(restarts) > 0) & (sharp_from > 0), (G, restarts))
     starts = (G, restarts)
     return SolverState(X, jax.vmap(jax.vmap(step_optimizer(problem, solver).init))(X),
@@ -920,7 +946,8 @@ def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, prog
     problem = batch.problem
     restarts = resolve_restarts(solver, problem, batch_feature_ratio(batch))
     sharp_from = smoothing_steps(problem, solver, restarts)
-    state = initial_state(problem, solver, restarts, sharp_from, keys)
+    state = initial_state(problem, solver, restarts, sharp_from, keys,
+                          first_guesses(batch, solver))
     clock = Clock()
     programs = Programs(batch, solver, state, sharp_from, clock)
     recorder = Recorder(truth, error_fn or per_sample_errors, clock)
