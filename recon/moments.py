@@ -10,7 +10,9 @@ least squares, ridge or gradient descent from zero), has over the draw of ``V``
 
 with ``c_k = E[act(z) He_k(z)]``, ``z ~ N(0, 1)``, the Hermite coefficients of ``act``. So the
 eigenvectors of the sample average ``M_2`` with the ``n`` eigenvalues largest in magnitude
-point towards the inputs, and the first moment gives each its sign. This is an observation
+point towards the inputs, and the first moment gives each its sign. The same holds for any
+vector in the span of some inputs' features, such as the part of ``theta`` that a set of
+candidates leaves out: its moments point at the inputs that are missing. This is an observation
 used as a start, not a theorem of the paper: the inputs are not orthogonal, so close
 eigenvalues mix them, and ``M_2`` carries a sampling error of order ``sqrt(d / p)``, so inputs
 with a small share ``a_i`` of ``theta`` are missed. The solver refines the guess
@@ -19,6 +21,7 @@ with a small share ``a_i`` of ``theta`` are missed. The solver refines the guess
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from recon import checks
@@ -39,37 +42,40 @@ def hermite_coefficients(act, degree: int = 2, nodes: int = 80) -> np.ndarray:
     return np.append(weight @ (values[:, None] * He), weight @ values**2)
 
 
-def _readout_moments(W: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first moment ``(1/p) sum_j theta_j w_j`` and ``M_2`` of the part of ``theta`` that
-    neither a constant nor ``W m_1`` explain (their expectation in ``M_2`` is zero; removing
-    them lowers its sampling error)."""
-    p, d = W.shape
-    m1 = W.T @ theta / p
-    rest = theta - theta.mean() - W @ m1
-    return m1, (W.T * rest) @ W / p - rest.mean() * np.eye(d)
+def guesses_anything(act, p: int, d: int) -> bool:
+    """Whether the moments of an RF readout with ``p`` features of ``d`` inputs and activation
+    ``act`` are worth a guess: ``c_2`` not (near) zero and ``p d^2`` at most :data:`MAX_WORK`."""
+    _, _, c2, energy = hermite_coefficients(act)
+    return abs(c2) >= MIN_SECOND_COEFFICIENT * np.sqrt(energy) and p * d * d <= MAX_WORK
 
 
-def moment_guess(V, theta, n: int, radius: float, act, mask=None) -> np.ndarray | None:
-    """``n`` guessed inputs (``n x d``, on the sphere of ``radius``) from the readout ``theta``
-    of the RF model with weights ``V`` (``p x d``) and activation ``act``; rows where ``mask``
-    is 0 (padding, :func:`recon.problems.pad_features`) are left out. ``None`` where no guess
-    is made: ``n > d``, ``p d^2`` above :data:`MAX_WORK`, or ``c_2`` of ``act`` (near) zero."""
-    V = np.asarray(V, dtype=np.float64)
-    theta = np.asarray(theta, dtype=np.float64)
-    if V.ndim != 2 or theta.shape != V.shape[:1]:
-        raise ValueError(f"V must be p x d and theta of length p, got shapes {V.shape} and "
-                         f"{theta.shape}")
-    if mask is not None:
-        keep = np.asarray(mask) != 0
-        V, theta = V[keep], theta[keep]
-    p, d = V.shape
-    n = checks.positive_int("n", n)
-    c0, c1, c2, energy = hermite_coefficients(act)
-    if n > d or p * d * d > MAX_WORK or abs(c2) < MIN_SECOND_COEFFICIENT * np.sqrt(energy):
-        return None
-    m1, M2 = _readout_moments(V * radius, theta)
-    values, vectors = np.linalg.eigh(M2)
-    top = np.argsort(-np.abs(values))[:n]
+def readout_moments(V, vector, radius: float, mask=None):
+    """The first moment ``m_1 = (1/p) sum_j vector_j w_j`` (``w_j = radius v_j``) and ``M_2`` of
+    the part of ``vector`` that neither a constant nor ``W m_1`` explain (their expectation in
+    ``M_2`` is zero; removing them lowers its sampling error), over the rows where ``mask``
+    is not 0 (padding). JAX-traceable."""
+    W = V * radius
+    keep = jnp.ones(V.shape[0], W.dtype) if mask is None else (mask != 0).astype(W.dtype)
+    p = keep.sum()
+    m1 = W.T @ (keep * vector) / p
+    rest = keep * (vector - (keep * vector).sum() / p - W @ m1)
+    return m1, (W.T * rest) @ W / p - rest.sum() / p * jnp.eye(W.shape[1], dtype=W.dtype)
+
+
+def moment_guess(V, vector, k: int, radius: float, coefficients, mask=None):
+    """``k`` guessed inputs (``k x d``, on the sphere of ``radius``, strongest first) whose
+    features span most of ``vector`` (``theta``, or a part of it), for the RF model with
+    weights ``V`` (``p x d``) and an activation of Hermite ``coefficients``
+    (:func:`hermite_coefficients`); rows where ``mask`` is 0 are left out. JAX-traceable."""
+    if V.ndim != 2 or vector.shape != V.shape[:1]:
+        raise ValueError(f"V must be p x d and the vector of length p, got shapes {V.shape} "
+                         f"and {vector.shape}")
+    if not 0 < k <= V.shape[1]:
+        raise ValueError(f"k must be between 1 and d = {V.shape[1]} guesses, got {k}")
+    c1, c2 = float(coefficients[1]), float(coefficients[2])
+    m1, M2 = readout_moments(V, vector, radius, mask)
+    values, vectors = jnp.linalg.eigh(M2)
+    top = jnp.argsort(-jnp.abs(values))[:k]
     U = vectors[:, top]
-    sign = np.sign(U.T @ m1) * np.sign(c1 or 1.0) * np.sign(values[top]) * np.sign(c2)
-    return (U * np.where(sign == 0, 1.0, sign)).T * radius
+    sign = jnp.sign(U.T @ m1) * np.sign(c1 or 1.0) * jnp.sign(values[top]) * np.sign(c2)
+    return (U * jnp.where(sign == 0, 1.0, sign)).T * radius

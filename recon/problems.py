@@ -23,7 +23,7 @@ from flax import nnx
 from recon import checks
 from recon.data import Dataset, synthetic_regression
 from recon.models import RandomFeatures, activation, smoothed_activation, streamed_features
-from recon.moments import moment_guess
+from recon.moments import guesses_anything, hermite_coefficients, moment_guess
 from recon.train import FitReport, fit_min_norm
 
 Array = jax.Array
@@ -37,9 +37,11 @@ class ReconstructionProblem:
     ``smoothed_features(state, X, beta)``, where given, is a smooth version of the feature map
     that tends to ``features`` as ``beta`` grows; the solver may anneal ``beta`` early on
     (``Solver.smooth_steps``). ``None`` where the features are smooth already or no such
-    version exists. ``first_guess(state, theta)``, where given, guesses the inputs from what
-the attacker has, without optimisation (``n x input_shape``, or ``None`` where it makes no
-guess); a solver with ``informed_start`` begins its first start there. ``real_features``, where given, is the number of independent equations
+    version exists. ``guess(state, vector, k)``, where given, guesses ``k`` inputs (``k x
+input_shape``, strongest first, ``k`` at most ``d``) whose features span most of ``vector``,
+from what the attacker has and without optimisation (RF: the method of moments,
+:mod:`recon.moments`), JAX-traceable; a solver with ``informed_start`` begins its first start
+at ``guess(state, theta, n)``. ``real_features``, where given, is the number of independent equations
     ``theta`` sets (see :func:`real_feature_count`), for problems whose features are
     projected or masked in a way the state does not show. ``switched_features(state, X, beta,
     smooth)``, where given, is
@@ -57,7 +59,7 @@ guess); a solver with ``informed_start`` begins its first start there. ``real_fe
     smoothed_features: Callable[[Any, Array, Array], Array] | None = None
     switched_features: Callable[[Any, Array, Array, Array], Array] | None = None
     real_features: int | None = None
-    first_guess: Callable[[Any, Array], Array | None] | None = None
+    guess: Callable[[Any, Array, int], Array] | None = None
 
     @property
     def d(self) -> int:
@@ -94,15 +96,16 @@ def _rf_smoothed_features(act_name: str, streamed: tuple | None = None):
 
 
 @functools.lru_cache(maxsize=None)
-def _rf_first_guess(act_name: str, n: int, radius: float):
+def _rf_guess(act_name: str, radius: float):
     # cached like the feature maps: problems built alike share it, so they can be stacked
-    act = activation(act_name)
+    coefficients = tuple(hermite_coefficients(activation(act_name)))
 
-    def first_guess(state, theta):
-        guess = moment_guess(state["V"], theta, n, radius, act, state.get("mask"))
-        return None if guess is None else jnp.asarray(guess, theta.dtype)
+    def guess(state, vector, k):
+        vector = vector.astype(jnp.float64)
+        return moment_guess(state["V"].astype(jnp.float64), vector, k, radius, coefficients,
+                            state.get("mask"))
 
-    return first_guess
+    return guess
 
 
 @functools.cache
@@ -150,8 +153,9 @@ def random_features_problem(model: RandomFeatures, n: int,
                            if "relu" in model.activation else None),
         switched_features=(_rf_switched_features(model.activation, relu_surrogate_slope)
                            if "relu" in model.activation and streamed is None else None),
-        first_guess=(None if model.streamed
-                     else _rf_first_guess(model.activation, n, math.sqrt(model.d))),
+        guess=(_rf_guess(model.activation, math.sqrt(model.d))
+               if not model.streamed and guesses_anything(activation(model.activation),
+                                                          model.p, model.d) else None),
         state={"V_key": model.V_key[...]} if model.streamed else {"V": model.V[...]},
         theta=theta,
         n=n,

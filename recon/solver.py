@@ -529,21 +529,19 @@ class Recorder:
 
 
 def first_guesses(batch: ProblemBatch, solver: Solver) -> tuple[Array, np.ndarray] | None:
-    """Each problem's ``first_guess`` (``G x n x input_shape``, zeros where it has none) and
-    the flags of the problems that have one; ``None`` unless ``solver.informed_start`` and
-    the problems' builder guesses."""
-    guess = batch.problem.first_guess
-    if not solver.informed_start or guess is None:
+    """Each problem's guess of its ``n`` inputs (``G x n x input_shape``; the problem's
+    ``guess``) and the flags of the problems guessed (all of them); ``None`` unless
+    ``solver.informed_start``, the problems have a ``guess`` and ``n <= d``."""
+    problem = batch.problem
+    if not solver.informed_start or problem.guess is None or problem.n > problem.d:
         return None
-    shape = (batch.problem.n,) + batch.problem.input_shape
-    found = [guess(jax.tree.map(lambda a, g=g: a[g], batch.state), batch.theta[g])
+    shape = (problem.n,) + problem.input_shape
+    found = [jnp.reshape(problem.guess(jax.tree.map(lambda a, g=g: a[g], batch.state),
+                                       batch.theta[g], problem.n), shape)
              for g in range(batch.G)]
-    has = np.array([x is not None for x in found])
-    if not has.any():
-        return None
-    zeros = jnp.zeros(shape, batch.theta.dtype)
-    guesses = jnp.stack([zeros if x is None else jnp.reshape(x, shape) for x in found])
-    return checks.finite_array("the problems' first guesses", guesses), has
+    guesses = checks.finite_array("the problems' first guesses",
+                                  jnp.stack(found).astype(batch.theta.dtype))
+    return guesses, np.ones(batch.G, bool)
 
 
 def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,

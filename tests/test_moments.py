@@ -25,7 +25,7 @@ def test_hermite_coefficients_of_relu_and_tanh():
 def test_the_guess_points_at_every_input_with_its_sign(seed):
     n, d = 3, 40
     ds, _, _, problem, _ = make_rf(n=n, d=d, p=8000, seed=seed)
-    guess = np.asarray(problem.first_guess(problem.state, problem.theta))
+    guess = np.asarray(problem.guess(problem.state, problem.theta, n))
     assert guess.shape == (n, d)
     np.testing.assert_allclose(np.linalg.norm(guess, axis=1), np.sqrt(d), rtol=1e-5)
     cosines = np.asarray(ds.X) @ guess.T / d
@@ -36,26 +36,31 @@ def test_the_guess_points_at_every_input_with_its_sign(seed):
 def test_padding_leaves_the_guess_unchanged():
     _, _, _, problem, _ = make_rf(n=3, d=20, p=3000)
     padded = problems.pad_features(problem, 4096)
-    np.testing.assert_allclose(padded.first_guess(padded.state, padded.theta),
-                               problem.first_guess(problem.state, problem.theta), atol=1e-5)
+    np.testing.assert_allclose(padded.guess(padded.state, padded.theta, 3),
+                               problem.guess(problem.state, problem.theta, 3), atol=1e-4)
 
 
 def test_no_guess_where_the_moments_say_nothing():
     _, _, _, tanh, _ = make_rf(n=3, d=20, p=3000, activation="tanh")
-    assert tanh.first_guess(tanh.state, tanh.theta) is None  # c_2 = 0
-    _, model, _, _, _ = make_rf(n=3, d=20, p=3000)
-    assert moments.moment_guess(model.V[...], model.theta[...], 21, np.sqrt(20),
-                                activation("relu")) is None  # n > d
+    assert tanh.guess is None  # c_2 = 0
+    assert not moments.guesses_anything(activation("relu"), 10**8, 20)  # too much work
+    _, model, _, problem, _ = make_rf(n=3, d=20, p=3000)
     streamed = RandomFeatures(20, 3000, rngs=nnx.Rngs(0), chunk=1000)
     streamed.theta[...] = model.theta[...]
-    assert problems.random_features_problem(streamed, 3).first_guess is None
+    assert problems.random_features_problem(streamed, 3).guess is None
+    wide = problems.random_features_problem(model, 21)  # n > d: no informed start
+    assert solvers.first_guesses(problems.stack_problems([wide]),
+                                 solvers.preset("default", informed_start=True)) is None
 
 
 def test_mismatched_shapes_are_named():
     _, model, _, _, _ = make_rf(n=3, d=20, p=3000)
-    with pytest.raises(ValueError, match=r"V must be p x d and theta of length p, got shapes "
-                                         r"\(3000, 20\) and \(2999,\)"):
-        moments.moment_guess(model.V[...], model.theta[...][:-1], 3, 1.0, activation("relu"))
+    relu = moments.hermite_coefficients(activation("relu"))
+    with pytest.raises(ValueError, match=r"V must be p x d and the vector of length p, got "
+                                         r"shapes \(3000, 20\) and \(2999,\)"):
+        moments.moment_guess(model.V[...], model.theta[...][:-1], 3, 1.0, relu)
+    with pytest.raises(ValueError, match="k must be between 1 and d = 20 guesses, got 21"):
+        moments.moment_guess(model.V[...], model.theta[...], 21, 1.0, relu)
 
 
 def test_informed_start_begins_at_the_guess_and_recovers():
