@@ -38,10 +38,11 @@ class ReconstructionProblem:
     that tends to ``features`` as ``beta`` grows; the solver may anneal ``beta`` early on
     (``Solver.smooth_steps``). ``None`` where the features are smooth already or no such
     version exists. ``guess(state, vector, k)``, where given, guesses ``k`` inputs (``k x
-input_shape``, strongest first, ``k`` at most ``d``) whose features span most of ``vector``,
-from what the attacker has and without optimisation (RF: the method of moments,
-:mod:`recon.moments`), JAX-traceable; a solver with ``informed_start`` begins its first start
-at ``guess(state, theta, n)``. ``real_features``, where given, is the number of independent equations
+    input_shape``, strongest first, ``k`` at most ``d``) whose features span most of
+    ``vector``, from what the attacker has and without optimisation (RF: the method of
+    moments, :mod:`recon.moments`), JAX-traceable; a solver with ``informed_start`` begins its
+    first start at ``guess(state, theta, n)``. ``real_features``, where given, is the number
+    of independent equations
     ``theta`` sets (see :func:`real_feature_count`), for problems whose features are
     projected or masked in a way the state does not show. ``switched_features(state, X, beta,
     smooth)``, where given, is

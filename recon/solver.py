@@ -65,7 +65,7 @@ class Solver:
             ``single_start_ratio`` times the unknowns ``d n`` (:func:`feature_ratio`):
             there start 0 (exact features, the others smoothed) wins anyway, and further
             starts only cost time.
-        informed_start: start 0 of each problem begins at the problem's ``first_guess``
+        informed_start: start 0 of each problem begins at the problem's ``guess`` of its inputs
             (for RF, :func:`recon.moments.moment_guess`: the method of moments) where it has
             one, not at random; the other starts and every fresh start stay random.
         chunk: steps per compiled block; the stopping rule and progress bar update per block.
