@@ -32,8 +32,9 @@ from recon.loss import projection_share
 from recon.problems import (ProblemBatch, ReconstructionProblem, check_determined,
                             real_feature_count, stack_problems)
 from recon.program_cache import cached_program, program_problem
-from recon.solver_moves import (clone_targets, initial_candidates, leave_one_out_confidence,
-                                over_problems, polish_applies, polish_program, reseed_program)
+from recon.solver_moves import (clone_targets, guess_program, initial_candidates,
+                                leave_one_out_confidence, over_problems, polish_applies,
+                                polish_program, reseed_program)
 from recon.solver_parts import Cloning, Polish, Reseed, Smoothing
 
 Array = jax.Array
@@ -439,6 +440,10 @@ class Programs:
             ("polish", kind, solver.polish, solver.ridge, precise),
             lambda precise=precise: polish_program(kind, solver.polish, solver.ridge, precise))
             for precise in (False, True)} if solver.polish is not None else None)
+        self._guess = (cached_program(("guess", kind, solver.ridge),
+                                      lambda: guess_program(kind, solver.ridge))
+                       if solver.polish is not None and solver.polish.guesses
+                       and kind.guess is not None else None)
         reseed = (solver.reseed.per_start(state.X.shape[1]) if solver.reseed is not None
                   else None)
         self._reseed = ({explore_only: cached_program(
@@ -494,6 +499,18 @@ class Programs:
                            attempts=jnp.full(1, attempt), explore=jnp.zeros(1, bool),
                            state=jax.tree.map(lambda a: a[rows], self.batch.state),
                            theta=self.batch.theta[rows])[0]
+
+    def guess_signs(self) -> list[float]:
+        """The signs :meth:`place_guess` tries at a new point: ``[1, -1]``, or none when the
+        problem has no ``guess`` or ``polish.guesses`` is off."""
+        return [1.0, -1.0] if self._guess is not None else []
+
+    def place_guess(self, X, g: int, sign: float):
+        """``X`` (one start of problem ``g``) with its least pinned candidate at ``sign`` times
+        the guess from what the others leave out (:func:`recon.solver_moves.guess_program`)."""
+        state, theta = self._problem(g)
+        return self._guess(X, state, theta, jnp.asarray(sign, X.dtype),
+                           compiling=self.clock.compiling)
 
     def confidences(self, X, g: int, precise: bool = False) -> np.ndarray:
         """Each candidate's leave-one-out confidence in ``X`` for problem ``g``; ``precise``:
@@ -669,15 +686,46 @@ def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
                           attempts=state.attempts + stuck)
 
 
+def rescue_stalled(state: SolverState, stalled: np.ndarray, since: np.ndarray, *,
+                   solver: Solver, programs: Programs,
+                   recorder: Recorder) -> tuple[SolverState, np.ndarray, np.ndarray]:
+    """What a stalled lone start (flagged in ``stalled``, ``G x 1``) does before it starts
+    afresh. If its best candidates are all pinned (leave-one-out confidence at least
+    ``polish.pinned``), it sits at a floor (a network's training loss, round-off), not in a
+    spurious minimum, and goes on. Else its end game runs (:func:`end_game`; its rounds place
+    the least pinned candidate at the problem's guess first): if that stops the problem or
+    halves its best loss, the start goes on from the new best with a fresh optimiser state
+    (a stall there often has one sample missing, which the guess from what the others leave
+    out finds, where a fresh start would throw the others away). Returns the state, the flags
+    of the starts still to restart, and the steps from which each start's stall is counted."""
+    for g in np.flatnonzero(stalled[:, 0]):
+        if programs.confidences(state.best_X[g, 0], int(g)).min() >= solver.polish.pinned:
+            stalled[g, 0], since[g, 0] = False, state.steps
+            continue
+        before = float(state.best_loss[g, 0])
+        state = end_game(state, int(g), batch=programs.batch, solver=solver,
+                         programs=programs, recorder=recorder)
+        if state.running()[g] and state.best_loss[g, 0] > 0.5 * before:
+            continue
+        stalled[g, 0], since[g, 0] = False, state.steps
+        this = np.zeros_like(stalled)
+        this[g, 0] = True
+        X = state.X.at[g, 0].set(state.best_X[g, 0])
+        state = state._replace(X=X, opt_state=_reset_optimiser(state, X, this, programs),
+                               window=np.where(this, state.best_loss, state.window),
+                               checkpoint=np.where(this, np.inf, state.checkpoint),
+                               attempts=np.where(this, 0, state.attempts))
+    return state, stalled, since
+
+
 def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
-                    programs: Programs) -> tuple[SolverState, np.ndarray]:
+                    programs: Programs, recorder: Recorder) -> tuple[SolverState, np.ndarray]:
     """Fresh starts for stalled lone starts (``Reseed.fresh_after``): a start whose
     ``current`` loss has not fallen tenfold in ``fresh_after`` steps (and is above ``tol``)
-    takes new random candidates and a fresh optimiser state; its best so far stays its
-    ``best_X``. A stalled start whose best candidates are all pinned (leave-one-out confidence at
-    least ``polish.pinned``) sits at a floor (a network's training loss, round-off), not in a
-    spurious minimum, and goes on. Runs with one start per problem only (several starts have
-    cloning). Returns the state and the flags of the restarted starts."""
+    takes new random candidates and a fresh optimiser state, unless
+    :func:`rescue_stalled` (with the polish on) keeps it going; its best so far stays its
+    ``best_X``. Runs with one start per problem only (several starts have cloning). Returns
+    the state and the flags of the restarted starts."""
     fell = current < 0.1 * state.window
     window = np.where(fell, current, state.window)
     since = np.where(fell, state.steps, state.window_from)
@@ -685,13 +733,13 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
                & state.running()[:, None])
     if current.shape[1] != 1 or not stalled.any():
         return state._replace(window=window, window_from=since), np.zeros_like(stalled)
-    if solver.polish is not None:  # a floor (every candidate pinned) is kept, not restarted
-        for g in np.flatnonzero(stalled[:, 0]):
-            if programs.confidences(state.best_X[g, 0], int(g)).min() >= solver.polish.pinned:
-                stalled[g, 0] = False
-                since[g, 0] = state.steps
+    if polish_applies(programs.batch.problem, solver.polish):
+        state, stalled, since = rescue_stalled(state._replace(window=window), stalled, since,
+                                               solver=solver, programs=programs,
+                                               recorder=recorder)
+        window = state.window
         if not stalled.any():
-            return state._replace(window=window, window_from=since), stalled
+            return state._replace(window_from=since), stalled
     key, sub = _split_keys(state)
     problem = programs.batch.problem
     new = jnp.stack([initial_candidates(k, problem, 1, state.X.dtype) for k in sub])
@@ -706,7 +754,7 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
 
 
 def checkpoint(state: SolverState, current: np.ndarray, *, solver: Solver, sharp_from: int,
-               programs: Programs) -> SolverState:
+               programs: Programs, recorder: Recorder) -> SolverState:
     """The re-seeding check: a lone start stalled for ``reseed.fresh_after`` steps starts
     afresh (:func:`restart_stalled`); a start on the exact loss whose loss fell by less than
     half since the last check (and is above ``tol``) is stuck; stuck starts are cloned from
@@ -714,7 +762,8 @@ def checkpoint(state: SolverState, current: np.ndarray, *, solver: Solver, sharp
     (:func:`reseed_stuck`)."""
     restarted = np.zeros(current.shape, bool)
     if solver.reseed.fresh_after:
-        state, restarted = restart_stalled(state, current, solver=solver, programs=programs)
+        state, restarted = restart_stalled(state, current, solver=solver, programs=programs,
+                                           recorder=recorder)
     exact_now = ~np.asarray(state.smoothed) | (state.steps > sharp_from)
     stuck = ((current > 0.5 * state.checkpoint) & (current > solver.tol) & exact_now
              & state.running()[:, None] & ~restarted)
@@ -778,38 +827,22 @@ def _settle_precisely(X, loss: float, confidence: np.ndarray, g: int, *, solver:
     return None
 
 
-def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
-             programs: Programs, recorder: Recorder) -> SolverState:
-    """The Gauss-Newton end game (:class:`recon.solver_parts.Polish`) of problem ``g``'s best
-    start: polish it; then, while its loss is above ``tol`` (a nearby minimum) or a candidate
-    is not pinned (leave-one-out confidence below ``polish.pinned``), re-seed the least
-    pinned candidate and polish again, at most ``polish.rounds`` times (none when re-seeding
-    is off), keeping a try only if it lowers the loss (above ``tol``) or pins more (at
-    ``tol``). Above ``tol``, a try that comes back to the same loss (within
-    :data:`FLOOR_MATCH`) with every candidate pinned ends the rounds: each candidate explains
-    at least ``pinned`` times what is left of ``theta`` and the re-seed found the same point
-    again, so the rest is a floor (a network's training loss, round-off), which more re-seeds
-    would only find again (judged from ``theta`` alone). The result becomes the start's best
-    if lower; the start goes on from where Adam left it. At ``tol`` the problem stops, solved
-    or ``unpinned`` (a loose one checked in float64 first: :func:`_settle_precisely`)."""
+def _reseed_rounds(X, loss: float, confidence: np.ndarray, key, g: int, *, solver: Solver,
+                   programs: Programs):
+    """The rounds of :func:`end_game` from its polished candidates ``X`` of problem ``g``:
+    ``(X, loss, confidence, key, products, precise)``. Each round starts from the least pinned
+    candidate placed at the problem's guess (:meth:`Programs.place_guess`; that sign, then the
+    other, each once per point) or, once both are rejected, re-seeded by the search
+    (:meth:`Programs.reseed_one`), and polishes."""
     polish = solver.polish
-    b = int(np.argmin(state.best_loss[g]))
-    X, loss = state.best_X[g, b], float(state.best_loss[g, b])
-    X_new, loss_new, products = programs.polish(X, g)
-    if loss_new < loss:
-        X, loss = X_new, loss_new
-    key = state.key[g]
-    confidence = programs.confidences(X, g)
-    settled = _settle_precisely(X, loss, confidence, g, solver=solver, programs=programs)
-    precise = settled is not None
-    if precise:
-        X, loss, confidence, used = settled
-        products += used
+    products, precise, signs = 0, False, programs.guess_signs()
     for _ in range(polish.rounds if solver.reseed is not None else 0):
         if loss <= solver.tol and confidence.min() >= polish.pinned:
             break
         key, sub = jax.random.split(key)
-        X_try, loss_try, used = programs.polish(programs.reseed_one(X, g, sub), g)
+        start = (programs.place_guess(X, g, signs.pop(0)) if signs
+                 else programs.reseed_one(X, g, sub))
+        X_try, loss_try, used = programs.polish(start, g)
         products += used
         confidence_try = programs.confidences(X_try, g)
         if (loss > solver.tol and abs(loss_try - loss) <= FLOOR_MATCH * loss
@@ -818,11 +851,42 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
         if (confidence_try.min() > confidence.min() and loss_try <= solver.tol
                 if loss <= solver.tol else loss_try < loss):
             X, loss, confidence = X_try, loss_try, confidence_try
+            signs = programs.guess_signs()
             settled = _settle_precisely(X, loss, confidence, g, solver=solver,
                                         programs=programs)
             if settled is not None:
                 (X, loss, confidence, used), precise = settled, True
                 products += used
+    return X, loss, confidence, key, products, precise
+
+
+def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
+             programs: Programs, recorder: Recorder) -> SolverState:
+    """The Gauss-Newton end game (:class:`recon.solver_parts.Polish`) of problem ``g``'s best
+    start: polish it; then, while its loss is above ``tol`` (a nearby minimum) or a candidate
+    is not pinned (leave-one-out confidence below ``polish.pinned``), move the least pinned
+    candidate (:func:`_reseed_rounds`) and polish again, at most ``polish.rounds`` times (none
+    when re-seeding is off), keeping a try only if it lowers the loss (above ``tol``) or pins
+    more (at ``tol``). Above ``tol``, a try that comes back to the same loss (within
+    :data:`FLOOR_MATCH`) with every candidate pinned ends the rounds: each candidate explains
+    at least ``pinned`` times what is left of ``theta`` and the re-seed found the same point
+    again, so the rest is a floor (a network's training loss, round-off), which more re-seeds
+    would only find again (judged from ``theta`` alone). The result becomes the start's best
+    if lower; the start goes on from where Adam left it. At ``tol`` the problem stops, solved
+    or ``unpinned`` (a loose one checked in float64 first: :func:`_settle_precisely`)."""
+    b = int(np.argmin(state.best_loss[g]))
+    X, loss = state.best_X[g, b], float(state.best_loss[g, b])
+    X_new, loss_new, products = programs.polish(X, g)
+    if loss_new < loss:
+        X, loss = X_new, loss_new
+    confidence = programs.confidences(X, g)
+    settled = _settle_precisely(X, loss, confidence, g, solver=solver, programs=programs)
+    if settled is not None:
+        X, loss, confidence, used = settled
+        products += used
+    X, loss, confidence, key, used, precise = _reseed_rounds(
+        X, loss, confidence, state.key[g], g, solver=solver, programs=programs)
+    products += used
     if loss < state.best_loss[g, b]:  # the start itself goes on where Adam left it
         best_loss = state.best_loss.copy()
         best_loss[g, b] = loss
@@ -831,12 +895,12 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     state = state._replace(key=state.key.at[g].set(key),
                            polished=np.where(this, loss, state.polished),
                            products=state.products + products * this,
-                           precise=state.precise | (this & precise))
+                           precise=state.precise | (this & (precise or settled is not None)))
     if g == 0:
         recorder.record_errors(X, state.steps)
     if loss <= solver.tol:
         state = stop_problems(state, this, clock=programs.clock,
-                              unpinned=this & (confidence.min() < polish.pinned))
+                              unpinned=this & (confidence.min() < solver.polish.pinned))
     return state
 
 
@@ -882,7 +946,7 @@ def advance(state: SolverState, *, batch: ProblemBatch, solver: Solver,
     if (solver.reseed is not None and state.steps % solver.reseed.patience == 0
             and state.steps < solver.max_steps and state.running().any()):
         state = checkpoint(state, current, solver=solver, sharp_from=sharp_from,
-                           programs=programs)
+                           programs=programs, recorder=recorder)
     return state, limit
 
 

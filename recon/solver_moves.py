@@ -2,7 +2,8 @@
 its checkpoints: :func:`reseed_program` (a compiled one-point search that replaces a stuck
 start's least useful candidate), :func:`clone_targets` (which stuck starts restart from a copy
 of the best one), :func:`polish_program` (a matrix-free Gauss-Newton polish) and
-:func:`leave_one_out_confidence` (how firmly ``theta`` pins each candidate). Their settings are
+:func:`leave_one_out_confidence` (how firmly ``theta`` pins each candidate), and :func:`guess_program` (the least pinned
+candidate placed at the problem's guess of what the others leave out). Their settings are
 the parts of :mod:`recon.solver_parts`.
 """
 
@@ -133,6 +134,20 @@ def polish_applies(problem: ReconstructionProblem, polish: Polish | None) -> boo
     """Whether ``polish`` runs on ``problem``: it is on (the matrix-free Gauss-Newton polish
     needs no Jacobian in memory, so it serves every size)."""
     return polish is not None
+
+
+def guess_program(problem: ReconstructionProblem, ridge: float):
+    """A jitted ``place(X, state, theta, sign) -> X`` for one start of a problem with a
+    ``guess``: the candidate of :func:`left_out_direction` (the least pinned) replaced by
+    ``sign`` times ``guess(state, r, 1)``, the one input guessed from the residual ``r`` the
+    other candidates leave out of ``theta`` (for random features the method of moments,
+    :func:`recon.moments.moment_guess`, whose sign is itself a guess: hence ``sign``)."""
+    def place(X, state, theta, sign):
+        worst, left_out = left_out_direction(problem, state, theta, X, 0, ridge)
+        guess = jnp.reshape(problem.guess(state, left_out, 1), problem.input_shape)
+        return X.at[worst].set((sign * guess).astype(X.dtype))
+
+    return jax.jit(place)
 
 
 def leave_one_out_confidence(problem: ReconstructionProblem, state, theta, X: Array,

@@ -111,7 +111,10 @@ class Polish(_Part):
     minimum) or with a loose candidate re-seeds the least pinned candidate and polishes
     again, at most ``rounds`` times; the rounds end early when a re-seed comes back to the
     same loss with every candidate pinned (a floor: the network's training loss, round-off).
-    Polished too early, a start that Adam was still moving towards the truth lands in a
+    With ``guesses``, where the problem has a ``guess`` (:mod:`recon.moments` for random
+    features), a round first places the least pinned candidate at the guess of one input from
+    the part of ``theta`` the other candidates leave out (that guess, then its opposite), and
+    re-seeds by the search only once both are rejected. Polished too early, a start that Adam was still moving towards the truth lands in a
     nearby minimum: hence ``below``. With ``balanced``, each candidate's coordinates are
     scaled by its leave-one-out gain (:func:`recon.solver_moves.candidate_scales`), so a
     sample with a tiny share of ``theta`` moves as fast as the others."""
@@ -122,7 +125,9 @@ class Polish(_Part):
     pinned: float = 1e3
     rounds: int = 4
     balanced: bool = True
+    guesses: bool = True
 
     _checks = {"steps": checks.positive_int, "cg_steps": checks.positive_int,
                "below": checks.positive_float, "pinned": checks.positive_float,
-               "rounds": checks.nonnegative_int, "balanced": checks.boolean}
+               "rounds": checks.nonnegative_int, "balanced": checks.boolean,
+               "guesses": checks.boolean}

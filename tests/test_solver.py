@@ -14,7 +14,8 @@ from conftest import make_rf
 from recon import metrics, models, problems, program_cache, solver as solvers
 from recon.loss import projection_loss
 from recon.problems import ReconstructionProblem
-from recon.solver_moves import leave_one_out_confidence, polish_program, reseed_program
+from recon.solver_moves import (guess_program, leave_one_out_confidence, polish_program,
+                                reseed_program)
 from recon.sphere import project_to_sphere
 
 
@@ -260,10 +261,11 @@ def test_a_floor_with_every_candidate_pinned_ends_the_reseed_rounds(monkeypatch)
     noise = jax.random.normal(jax.random.key(5), theta.shape, theta.dtype)
     floored = dataclasses.replace(  # theta a little outside the data's span: a loss floor
         problem, theta=theta + 1e-4 * jnp.linalg.norm(theta) * noise / np.sqrt(theta.size))
-    reseeded = []
-    original = solvers.Programs.reseed_one
-    monkeypatch.setattr(solvers.Programs, "reseed_one",
-                        lambda self, *a, **k: reseeded.append(1) or original(self, *a, **k))
+    reseeded = []  # the rounds' moves: the guess first, then the search
+    for move in ("reseed_one", "place_guess"):
+        original = getattr(solvers.Programs, move)
+        monkeypatch.setattr(solvers.Programs, move, lambda self, *a, _original=original, **k:
+                            reseeded.append(1) or _original(self, *a, **k))
     result = solvers.solve(floored, solvers.preset("default", max_steps=1500, tol=1e-14), key,
                            progress=False)
     assert result.stop_reason == "budget" and result.loss > 1e-14
@@ -307,6 +309,57 @@ def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():
     np.testing.assert_allclose(np.asarray(again)[0], found, atol=1e-6)
     assert changed.size == 1 and np.linalg.norm(explored[changed[0]]) == pytest.approx(np.sqrt(8))
     assert metrics.per_sample_errors(explored, ds.X).max() > 1e-2
+
+
+def test_the_guess_places_the_least_pinned_candidate_at_the_missing_sample():
+    ds, _, _, problem, _ = make_rf(n=4, d=20, p=8000, seed=2)
+    X = ds.X.at[3].set(ds.X[0])  # sample 3 missing, sample 0 twice
+    place = guess_program(problem, ridge=1e-10)
+    placed = {sign: np.asarray(place(X, problem.state, problem.theta, sign))
+              for sign in (1.0, -1.0)}
+    moved = np.flatnonzero(np.any(placed[1.0] != np.asarray(X), axis=1))
+    assert moved.size == 1 and moved[0] in (0, 3)  # one of the two copies, the others kept
+    np.testing.assert_allclose(placed[-1.0][moved[0]], -placed[1.0][moved[0]], rtol=1e-6)
+    u = placed[1.0][moved[0]]
+    assert np.linalg.norm(u) == pytest.approx(problem.radius, rel=1e-5)
+    cosine = abs(u @ np.asarray(ds.X[3])) / (np.linalg.norm(u) * np.linalg.norm(ds.X[3]))
+    assert cosine > 0.8  # a random direction of R^20: about 0.2
+    # no guess to place for tanh (c_2 = 0) or with the setting off: the rounds use the search
+    for tried, solver in ((problem, solvers.preset("default", polish=solvers.Polish(
+            guesses=False))), (make_rf(n=4, d=20, p=800, activation="tanh")[3],
+                               solvers.preset("default"))):
+        batch = problems.stack_problems([tried])
+        state = solvers.initial_state(tried, solver, 1, 0, jax.random.split(jax.random.key(0), 1))
+        assert solvers.Programs(batch, solver, state, 0, solvers.Clock()).guess_signs() == []
+    with pytest.raises(TypeError, match="polish guesses must be true or false"):
+        solvers.Polish(guesses="yes")
+
+
+def test_a_lone_start_stalled_with_one_sample_missing_is_rescued_not_restarted():
+    """A stalled lone start with one sample missing (sample 0 twice): its end game places the
+    copy at the guess from what the others leave out, and the start goes on from there (here
+    solved) instead of throwing the three right candidates away."""
+    ds, _, _, problem, key = make_rf(n=4, d=20, p=8000, seed=2)
+    solver = solvers.preset("default", restarts=1, tol=1e-12,
+                            reseed=solvers.Reseed(fresh_after=200))
+    batch = problems.stack_problems([problem])
+    state = solvers.initial_state(problem, solver, 1, 0, key[None])
+    X = ds.X.at[3].set(ds.X[0])[None, None]
+    loss = np.asarray(projection_loss(problem, X[0, 0]), float).reshape(1, 1)
+    state = state._replace(X=X, best_X=X, best_loss=loss, steps=400, window=loss,
+                           window_from=np.zeros((1, 1), int))
+    clock = solvers.Clock()
+    programs = solvers.Programs(batch, solver, state, 0, clock)
+    rescued, restarted = solvers.restart_stalled(state, loss, solver=solver, programs=programs,
+                                                 recorder=solvers.Recorder(None, None, clock))
+    assert not restarted.any() and rescued.fresh[0] == 0
+    assert metrics.per_sample_errors(rescued.best_X[0, 0], ds.X).max() < 1e-3
+    assert rescued.best_loss[0, 0] <= solver.tol and not rescued.running()[0]  # solved
+    # without the polish there is no end game: the stalled start starts afresh
+    bare = dataclasses.replace(solver, polish=None)
+    programs = solvers.Programs(batch, bare, state, 0, clock)
+    assert solvers.restart_stalled(state, loss, solver=bare, programs=programs,
+                                   recorder=solvers.Recorder(None, None, clock))[1].all()
 
 
 def test_smoothed_activation_tends_to_the_exact_one():
@@ -522,20 +575,25 @@ def test_precise_confidence_computes_the_features_in_float64():
 
 def test_a_stalled_lone_start_starts_afresh_and_recovers():
     """One start, p = 2 d n: it stalls in a spurious minimum (loss 1.7e-2, every sample
-    wrong) that re-seeds and the polish do not leave; a fresh start after 200 stalled steps
-    recovers every sample, and the result counts it."""
+    wrong) that the checkpoint re-seeds do not leave; at the stall (after 200 steps) the end
+    game with the search's re-seeds does not leave it either, and a fresh start recovers every
+    sample, which the result counts; the end game's guesses (the default) recover them at the
+    stall, with no fresh start."""
     ds, _, _, problem, key = make_rf(n=4, d=10, p=80, seed=0)
 
-    def run(fresh_after):
+    def run(fresh_after, guesses=True):
         solver = solvers.preset("default", restarts=1, max_steps=1000,
-                                reseed=solvers.Reseed(fresh_after=fresh_after))
+                                reseed=solvers.Reseed(fresh_after=fresh_after),
+                                polish=solvers.Polish(guesses=guesses))
         result = solvers.solve(problem, solver, key, progress=False)
         return result, float(metrics.per_sample_errors(result.X, ds.X).max())
 
     stuck, error = run(0)
     assert stuck.stop_reason == "budget" and stuck.fresh_starts == 0 and error > 0.5
-    fresh, error = run(200)
+    fresh, error = run(200, guesses=False)
     assert fresh.stop_reason == "tol" and fresh.fresh_starts >= 1 and error < 1e-3
+    rescued, error = run(200)
+    assert rescued.stop_reason == "tol" and rescued.fresh_starts == 0 and error < 1e-3
     # theta a little outside the data's span: a floor with every candidate pinned, where
     # the start goes on (without the polish's pinned check it restarts, in vain)
     ds, _, _, problem, key = make_rf(n=3, d=6, p=120)
