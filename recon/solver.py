@@ -296,6 +296,21 @@ def batch_feature_ratio(batch: ProblemBatch) -> float:
     return float(real) / (batch.problem.n * batch.problem.d)
 
 
+#: the end game places guesses only where the real features number at least this many times
+#: ``d^2`` (the authors' size: 2). Below, at ``p`` near ``d n``, it moved the law chapter's
+#: algorithmic thresholds up (``p*/(dn)`` 1.07-1.69 became 1.22-1.69 over its quick grid)
+GUESS_FEATURES_PER_D2 = 2.0
+
+
+def places_guesses(batch: ProblemBatch, solver: Solver) -> bool:
+    """Whether the end game of ``batch`` places guesses (:class:`recon.solver_parts.Polish`'s
+    ``guesses``): the problems have a ``guess`` and at least :data:`GUESS_FEATURES_PER_D2`
+    ``d^2`` real features."""
+    problem = batch.problem
+    return (solver.polish is not None and solver.polish.guesses and problem.guess is not None
+            and batch_feature_ratio(batch) * problem.n >= GUESS_FEATURES_PER_D2 * problem.d)
+
+
 def smoothing_steps(problem: ReconstructionProblem, solver: Solver, restarts: int) -> int:
     """The length of the smoothing phase of ``solver`` on ``problem`` with ``restarts``
     starts: ``smoothing.steps``, at most half of ``max_steps``, rounded down to whole blocks;
@@ -442,8 +457,7 @@ class Programs:
             for precise in (False, True)} if solver.polish is not None else None)
         self._guess = (cached_program(("guess", kind, solver.ridge),
                                       lambda: guess_program(kind, solver.ridge))
-                       if solver.polish is not None and solver.polish.guesses
-                       and kind.guess is not None else None)
+                       if places_guesses(batch, solver) else None)
         reseed = (solver.reseed.per_start(state.X.shape[1]) if solver.reseed is not None
                   else None)
         self._reseed = ({explore_only: cached_program(
@@ -501,8 +515,8 @@ class Programs:
                            theta=self.batch.theta[rows])[0]
 
     def guess_signs(self) -> list[float]:
-        """The signs :meth:`place_guess` tries at a new point: ``[1, -1]``, or none when the
-        problem has no ``guess`` or ``polish.guesses`` is off."""
+        """The signs :meth:`place_guess` tries at a new point: ``[1, -1]``, or none where the
+        end game places no guesses (:func:`places_guesses`)."""
         return [1.0, -1.0] if self._guess is not None else []
 
     def place_guess(self, X, g: int, sign: float):

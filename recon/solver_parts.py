@@ -61,9 +61,10 @@ class Reseed(_Part):
     candidates in turn, least useful first. A lone start (a
     run with one start) whose loss has not fallen tenfold in ``fresh_after`` steps (seen at
     these checks; 0: never) starts afresh from random candidates, its best so far kept,
-    unless its best candidates are all pinned (:class:`Polish`'s check: a floor): a spurious
-    minimum that re-seeding one candidate at a time does not leave (seed 2 at the authors'
-    size sits at loss 3.5e-4 with every sample wrong)."""
+    unless its best candidates are all pinned (:class:`Polish`'s check: a floor) or its end
+    game then halves its loss (it goes on from there: a stall with a few samples missing):
+    a spurious minimum that re-seeding one candidate at a time does not leave (seed 2 at the
+    authors' size sits at loss 3.5e-4 with every sample wrong)."""
 
     patience: int = 200
     pool: int = 64
@@ -112,7 +113,7 @@ class Polish(_Part):
     again, at most ``rounds`` times; the rounds end early when a re-seed comes back to the
     same loss with every candidate pinned (a floor: the network's training loss, round-off).
     With ``guesses``, where the problem has a ``guess`` (:mod:`recon.moments` for random
-    features), a round first places the least pinned candidate at the guess of one input from
+    features) and ``p >= 2 d^2`` (:func:`recon.solver.places_guesses`), a round first places the least pinned candidate at the guess of one input from
     the part of ``theta`` the other candidates leave out (that guess, then its opposite), and
     re-seeds by the search only once both are rejected. Polished too early, a start that Adam was still moving towards the truth lands in a
     nearby minimum: hence ``below``. With ``balanced``, each candidate's coordinates are
