@@ -54,9 +54,9 @@ def parse_overrides(items: list[str]) -> dict:
             overrides[name] = value
             continue
         current = overrides.get(part, getattr(defaults, part, None))
-        if part not in solvers._PARTS or current is None:
+        if part not in solvers.PARTS or current is None:
             raise ValueError(f"--set {item!r}: {part!r} is not a part of the default solver "
-                             f"(parts: {', '.join(sorted(solvers._PARTS))})")
+                             f"(parts: {', '.join(sorted(solvers.PARTS))})")
         if field not in {f.name for f in fields(current)}:
             raise ValueError(f"--set {item!r}: {part} has no field {field!r}")
         overrides[part] = replace(current, **{field: value})

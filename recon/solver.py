@@ -39,12 +39,13 @@ from recon.solver_parts import Cloning, Polish, Reseed, Smoothing
 
 Array = jax.Array
 
-__all__ = ["Cloning", "History", "Polish", "PRESETS", "Reconstruction", "Reseed", "Smoothing",
-           "Solver", "SolverState", "clone_targets", "initial_candidates", "polish_applies",
-           "batch_feature_ratio", "feature_ratio", "first_guesses", "preset", "resolve_restarts",
-           "smoothing_steps", "solve", "solve_batch"]
+__all__ = ["Cloning", "History", "PARTS", "Polish", "PRESETS", "Reconstruction", "Reseed",
+           "Smoothing", "Solver", "SolverState", "clone_targets", "initial_candidates",
+           "polish_applies", "batch_feature_ratio", "feature_ratio", "first_guesses", "preset",
+           "resolve_restarts", "smoothing_steps", "solve", "solve_batch"]
 
-_PARTS = {"smoothing": Smoothing, "reseed": Reseed, "cloning": Cloning, "polish": Polish}
+#: the solver's optional parts, by the name of its field: each is a dataclass or ``None``
+PARTS = {"smoothing": Smoothing, "reseed": Reseed, "cloning": Cloning, "polish": Polish}
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class Solver:
         checks.boolean("informed_start", self.informed_start)
         checks.positive_int("chunk", self.chunk)
         checks.positive_float("ridge", self.ridge, allow_zero=True)
-        for name, part in _PARTS.items():
+        for name, part in PARTS.items():
             value = getattr(self, name)
             if value is not None and not isinstance(value, part):
                 raise TypeError(f"{name} must be a recon.solver.{part.__name__} or None, "
@@ -559,10 +560,10 @@ class Recorder:
                        np.asarray(self.max_errors), np.asarray(self.error_seconds))
 
 
-def first_guesses(batch: ProblemBatch, solver: Solver) -> tuple[Array, np.ndarray] | None:
+def first_guesses(batch: ProblemBatch, solver: Solver) -> Array | None:
     """Each problem's guess of its ``n`` inputs (``G x n x input_shape``; the problem's
-    ``guess``) and the flags of the problems guessed (all of them); ``None`` unless
-    ``solver.informed_start``, the problems have a ``guess`` and ``n <= d``."""
+    ``guess``); ``None`` unless ``solver.informed_start``, the problems have a ``guess`` and
+    ``n <= d`` (the problems of a batch share one ``guess``, so it serves all or none)."""
     problem = batch.problem
     if not solver.informed_start or problem.guess is None or problem.n > problem.d:
         return None
@@ -570,9 +571,8 @@ def first_guesses(batch: ProblemBatch, solver: Solver) -> tuple[Array, np.ndarra
     found = [jnp.reshape(problem.guess(jax.tree.map(lambda a, g=g: a[g], batch.state),
                                        batch.theta[g], problem.n), shape)
              for g in range(batch.G)]
-    guesses = checks.finite_array("the problems' first guesses",
-                                  jnp.stack(found).astype(batch.theta.dtype))
-    return guesses, np.ones(batch.G, bool)
+    return checks.finite_array("the problems' first guesses",
+                               jnp.stack(found).astype(batch.theta.dtype))
 
 
 def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
@@ -580,15 +580,15 @@ def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
     """Random starts on the spheres for each of the ``G`` problems of ``keys`` (one key per
     problem, shape ``(G,)``): problem ``g``'s starts are drawn from ``keys[g]`` alone, so they
     do not depend on the other problems. All but start 0 are smoothed while
-    ``sharp_from > 0``. ``guesses`` (from :func:`first_guesses`), where given, replace start
-    0 of the problems flagged."""
+    ``sharp_from > 0``. ``guesses`` (``G x n x input_shape``, from :func:`first_guesses`),
+    where given, replace start 0 of every problem."""
     G = len(keys)
     split = jax.vmap(jax.random.split)(keys)
     keys, init_keys = split[:, 0], split[:, 1]
     X = jnp.stack([initial_candidates(k, problem, restarts, problem.theta.dtype)
                    for k in init_keys])
     if guesses is not None:
-        X = X.at[:, 0].set(jnp.where(_grouped(guesses[1], X[:, 0]), guesses[0], X[:, 0]))
+        X = X.at[:, 0].set(guesses)
     smoothed = np.broadcast_to((np.arange(restarts) > 0) & (sharp_from > 0), (G, restarts))
     starts = (G, restarts)
     return SolverState(X, jax.vmap(jax.vmap(step_optimizer(problem, solver).init))(X),

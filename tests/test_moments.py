@@ -67,10 +67,9 @@ def test_informed_start_begins_at_the_guess_and_recovers():
     ds, _, _, problem, key = make_rf(n=4, d=20, p=4000)
     solver = solvers.preset("default", informed_start=True, max_steps=4000)
     batch = problems.stack_problems([problem])
-    guesses, has = solvers.first_guesses(batch, solver)
-    assert has.tolist() == [True]
-    state = solvers.initial_state(problem, solver, 1, 0, jax.numpy.stack([key]),
-                                  (guesses, has))
+    guesses = solvers.first_guesses(batch, solver)
+    assert guesses.shape == (1, 4, 20)
+    state = solvers.initial_state(problem, solver, 1, 0, jax.numpy.stack([key]), guesses)
     np.testing.assert_array_equal(state.X[0, 0], guesses[0])
     assert solvers.first_guesses(batch, solvers.preset("default")) is None  # off by default
     result = solvers.solve(problem, solver, key, progress=False)
