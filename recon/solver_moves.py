@@ -1,10 +1,10 @@
 """The solver's escape moves, as functions the loop of :func:`recon.solver.solve` calls at
 its checkpoints: :func:`reseed_program` (a compiled one-point search that replaces a stuck
 start's least useful candidate), :func:`clone_targets` (which stuck starts restart from a copy
-of the best one), :func:`polish_program` (a matrix-free Gauss-Newton polish) and
-:func:`leave_one_out_confidence` (how firmly ``theta`` pins each candidate), and :func:`guess_program` (the least pinned
-candidate placed at the problem's guess of what the others leave out). Their settings are
-the parts of :mod:`recon.solver_parts`.
+of the best one), :func:`polish_program` (a matrix-free Gauss-Newton polish),
+:func:`guess_program` (the least pinned candidate placed at the problem's guess of what the
+others leave out) and :func:`leave_one_out_confidence` (how firmly ``theta`` pins each
+candidate). Their settings are the parts of :mod:`recon.solver_parts`.
 """
 
 from __future__ import annotations

@@ -113,12 +113,14 @@ class Polish(_Part):
     again, at most ``rounds`` times; the rounds end early when a re-seed comes back to the
     same loss with every candidate pinned (a floor: the network's training loss, round-off).
     With ``guesses``, where the problem has a ``guess`` (:mod:`recon.moments` for random
-    features) and ``p >= 2 d^2`` (:func:`recon.solver.places_guesses`), a round first places the least pinned candidate at the guess of one input from
-    the part of ``theta`` the other candidates leave out (that guess, then its opposite), and
-    re-seeds by the search only once both are rejected. Polished too early, a start that Adam was still moving towards the truth lands in a
-    nearby minimum: hence ``below``. With ``balanced``, each candidate's coordinates are
-    scaled by its leave-one-out gain (:func:`recon.solver_moves.candidate_scales`), so a
-    sample with a tiny share of ``theta`` moves as fast as the others."""
+    features) and ``p >= 2 d^2`` (:func:`recon.solver.places_guesses`), a round first places
+    the least pinned candidate at the guess of one input from the part of ``theta`` the other
+    candidates leave out (that guess, then its opposite), and re-seeds by the search only once
+    both are rejected. Polished too early, a start that Adam was still moving towards the
+    truth lands in a nearby minimum: hence ``below``. With ``balanced``, each candidate's
+    coordinates are scaled by its leave-one-out gain
+    (:func:`recon.solver_moves.candidate_scales`), so a sample with a tiny share of ``theta``
+    moves as fast as the others."""
 
     steps: int = 30
     cg_steps: int = 50
