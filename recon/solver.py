@@ -747,7 +747,7 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
                & state.running()[:, None])
     if current.shape[1] != 1 or not stalled.any():
         return state._replace(window=window, window_from=since), np.zeros_like(stalled)
-    drawn = state.key  # a fresh start after a failed rescue draws what it would have
+    drawn = state.key  # a fresh start after a failed rescue draws what it would have drawn
     if polish_applies(programs.batch.problem, solver.polish):
         state, stalled, since = rescue_stalled(state._replace(window=window), stalled, since,
                                                solver=solver, programs=programs,
@@ -755,7 +755,7 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
         window = state.window
         if not stalled.any():
             return state._replace(window_from=since), stalled
-    key, sub = _split_keys(state._replace(key=drawn))
+    key, sub = _split_keys(state._replace(key=jnp.where(stalled[:, 0], drawn, state.key)))
     problem = programs.batch.problem
     new = jnp.stack([initial_candidates(k, problem, 1, state.X.dtype) for k in sub])
     X = jnp.where(_grouped(stalled, state.X), new, state.X)
