@@ -187,6 +187,26 @@ def test_random_features_through_readout_problem():
     assert float(loss.projection_loss(generic, X)) < 1e-10
 
 
+def test_fits_use_float64_features_of_float32_weights():
+    """The readout is fitted to ``act(V x)`` computed in float64 (float32 ``V`` and ``x`` are
+    exact there), not to float32 features, whatever JAX's 64-bit setting; stored and
+    streamed ``V`` alike."""
+    k_model, k_x = jax.random.split(jax.random.key(1))
+    X = jax.random.normal(k_x, (5, 20), F32)
+    stored = models.RandomFeatures(20, 300, "relu", rngs=nnx.Rngs(params=k_model))
+    streamed = models.RandomFeatures(20, 300, "relu", rngs=nnx.Rngs(params=k_model), chunk=64)
+    exact = np.maximum(np.asarray(X, np.float64) @ np.asarray(stored.V[...], np.float64).T, 0)
+    for model in (stored, streamed):
+        with jax.enable_x64(False):
+            _, y, Phi, _ = train._training_features(model, X, jnp.arange(5.0, dtype=F32))
+        rounded = np.asarray(model.features(X), np.float64)
+        assert Phi.dtype == np.float64 and 0 < np.abs(Phi - rounded).max() < 1e-5
+    np.testing.assert_array_equal(train._training_features(stored, X, y)[2], exact)
+    train.fit_min_norm(stored, X, y)
+    coef = np.linalg.lstsq(exact @ exact.T, y, rcond=None)[0]
+    np.testing.assert_allclose(stored.theta[...], exact.T @ coef, rtol=1e-5, atol=1e-9)
+
+
 def test_readout_problem_validation(trained_two_layer):
     model, report = trained_two_layer
     with pytest.raises(ValueError, match=r"no variable 'W3'; available: W1 \(2000, 64\), W2"):
