@@ -24,8 +24,9 @@ Array = jax.Array
 
 
 class FitReport(NamedTuple):
-    """Outcome of training: the train mean squared error and the condition number of
-    ``Phi Phi^T`` (large means the features barely span ``n`` directions)."""
+    """Outcome of training: the train mean squared error ``(1/n) ||Phi theta - y||^2`` of the
+    stored ``theta`` on the float64 features ``Phi`` the fit used, and the condition number
+    of ``Phi Phi^T`` (large means the features barely span ``n`` directions)."""
 
     train_mse: float
     gram_condition: float
@@ -42,7 +43,7 @@ def _float64_features(model: RandomFeatures, X: Array) -> np.ndarray:
 
 
 def _training_features(model: RandomFeatures, X: Array, y: Array):
-    """``Phi = phi(X)`` (``n x p``, float64, :func:`_float64_features`), the labels and the
+    """The labels, ``Phi = phi(X)`` (``n x p``, float64, :func:`_float64_features`) and the
     Gram matrix ``K = Phi Phi^T``, checked."""
     X = jnp.asarray(X)
     y = jnp.asarray(y)
@@ -54,13 +55,13 @@ def _training_features(model: RandomFeatures, X: Array, y: Array):
     gram = Phi @ Phi.T
     if not np.all(np.isfinite(gram)):
         raise FloatingPointError("the training features contain NaN or inf")
-    return X, np.asarray(y, np.float64), Phi, gram
+    return np.asarray(y, np.float64), Phi, gram
 
 
-def _set_readout(model: RandomFeatures, X, y, Phi, gram, coef) -> FitReport:
+def _set_readout(model: RandomFeatures, y, Phi, gram, coef) -> FitReport:
     """``model.theta = Phi^T coef`` (in the span of the training features) and its report."""
     model.theta[...] = jnp.asarray(Phi.T @ coef, model.theta[...].dtype)
-    residual = np.asarray(model(X), np.float64) - y
+    residual = Phi @ np.asarray(model.theta[...], np.float64) - y
     return FitReport(float(np.mean(residual**2)), float(np.linalg.cond(gram)))
 
 
@@ -70,9 +71,9 @@ def fit_min_norm(model: RandomFeatures, X: Array, y: Array) -> FitReport:
     ``Phi = phi(X)`` is ``n x p``. With ``p >= n`` and distinct inputs the labels are
     interpolated (train MSE ~ 0). Solved in float64 through ``Phi^T (Phi Phi^T)^+ y``.
     """
-    X, y, Phi, gram = _training_features(model, X, y)
+    y, Phi, gram = _training_features(model, X, y)
     coef, *_ = np.linalg.lstsq(gram, y, rcond=None)
-    return _set_readout(model, X, y, Phi, gram, coef)
+    return _set_readout(model, y, Phi, gram, coef)
 
 
 def fit_ridge(model: RandomFeatures, X: Array, y: Array, lam: float) -> FitReport:
@@ -84,9 +85,9 @@ def fit_ridge(model: RandomFeatures, X: Array, y: Array, lam: float) -> FitRepor
     lam = checks.positive_float("lam", lam, allow_zero=True)
     if lam == 0:
         return fit_min_norm(model, X, y)
-    X, y, Phi, gram = _training_features(model, X, y)
+    y, Phi, gram = _training_features(model, X, y)
     coef = np.linalg.solve(gram + len(y) * lam * np.eye(len(y)), y)
-    return _set_readout(model, X, y, Phi, gram, coef)
+    return _set_readout(model, y, Phi, gram, coef)
 
 
 def fit_early_stopped(model: RandomFeatures, X: Array, y: Array, steps: int,
@@ -98,7 +99,7 @@ def fit_early_stopped(model: RandomFeatures, X: Array, y: Array, steps: int,
     ``lr`` defaults to ``n / (2 lambda_max(K))``, the inverse of the loss's largest curvature;
     ``steps -> infinity`` gives :func:`fit_min_norm`."""
     steps = checks.nonnegative_int("steps", steps)
-    X, y, Phi, gram = _training_features(model, X, y)
+    y, Phi, gram = _training_features(model, X, y)
     n = len(y)
     eigenvalues, vectors = np.linalg.eigh(gram)
     top = float(eigenvalues[-1])
@@ -111,7 +112,7 @@ def fit_early_stopped(model: RandomFeatures, X: Array, y: Array, steps: int,
     positive = eigenvalues > top * 1e-13
     shrink = 1 - (1 - (2 * lr / n) * eigenvalues[positive]) ** steps
     coef = vectors[:, positive] @ (shrink / eigenvalues[positive] * (vectors[:, positive].T @ y))
-    return _set_readout(model, X, y, Phi, gram, coef)
+    return _set_readout(model, y, Phi, gram, coef)
 
 
 # ----------------------------------------------------------------------------- whole networks

@@ -190,7 +190,7 @@ def test_random_features_through_readout_problem():
 def test_fits_use_float64_features_of_float32_weights():
     """The readout is fitted to ``act(V x)`` computed in float64 (float32 ``V`` and ``x`` are
     exact there), not to float32 features, whatever JAX's 64-bit setting; stored and
-    streamed ``V`` alike."""
+    streamed ``V`` alike. The reported train MSE is the stored ``theta``'s on those features."""
     k_model, k_x = jax.random.split(jax.random.key(1))
     X = jax.random.normal(k_x, (5, 20), F32)
     stored = models.RandomFeatures(20, 300, "relu", rngs=nnx.Rngs(params=k_model))
@@ -198,13 +198,15 @@ def test_fits_use_float64_features_of_float32_weights():
     exact = np.maximum(np.asarray(X, np.float64) @ np.asarray(stored.V[...], np.float64).T, 0)
     for model in (stored, streamed):
         with jax.enable_x64(False):
-            _, y, Phi, _ = train._training_features(model, X, jnp.arange(5.0, dtype=F32))
+            y, Phi, _ = train._training_features(model, X, jnp.arange(5.0, dtype=F32))
         rounded = np.asarray(model.features(X), np.float64)
         assert Phi.dtype == np.float64 and 0 < np.abs(Phi - rounded).max() < 1e-5
-    np.testing.assert_array_equal(train._training_features(stored, X, y)[2], exact)
-    train.fit_min_norm(stored, X, y)
+    np.testing.assert_array_equal(train._training_features(stored, X, y)[1], exact)
+    report = train.fit_min_norm(stored, X, y)
     coef = np.linalg.lstsq(exact @ exact.T, y, rcond=None)[0]
     np.testing.assert_allclose(stored.theta[...], exact.T @ coef, rtol=1e-5, atol=1e-9)
+    stored_mse = np.mean((exact @ np.asarray(stored.theta[...], np.float64) - y) ** 2)
+    assert report.train_mse == pytest.approx(stored_mse, rel=1e-9)  # judged on the same Phi
 
 
 def test_readout_problem_validation(trained_two_layer):
