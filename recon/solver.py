@@ -423,6 +423,11 @@ class Clock:
         return time.perf_counter() - self.start
 
 
+#: the dtype of the re-seed counts (``SolverState.attempts``) handed to the re-seed program:
+#: one dtype everywhere, so that every call of it shares one compilation
+ATTEMPTS_DTYPE = np.int32
+
+
 class Programs:
     """The compiled programs of one run: the exact and smoothing blocks, the loss of every
     start, the leave-one-out confidence, and (compiled on first use: many runs never need
@@ -459,8 +464,10 @@ class Programs:
         self._guess = (cached_program(("guess", kind, solver.ridge),
                                       lambda: guess_program(kind, solver.ridge))
                        if places_guesses(batch, solver) else None)
-        reseed = (solver.reseed.per_start(state.X.shape[1]) if solver.reseed is not None
-                  else None)
+        R = state.X.shape[1]
+        reseed = solver.reseed.per_start(R) if solver.reseed is not None else None
+        small = R * problem.n * problem.d * problem.P <= solver.auto_restart_work
+        self.reseed_starts = R if small else 1
         self._reseed = ({explore_only: cached_program(
             ("reseed", kind, reseed, solver.ridge, G == 1, explore_only),
             lambda r=(replace(reseed, pool=1, steps=0) if explore_only else reseed),
@@ -508,10 +515,16 @@ class Programs:
 
     def reseed_one(self, X, g: int, key, attempt: int = 0):
         """``X`` (one start of problem ``g``) with its ``attempt``-th least useful candidate
-        re-seeded (:func:`recon.solver_moves.reseed_program`)."""
-        rows = 0 if self.batch.G == 1 else np.array([g])
-        return self.reseed(X[None], False, keys=key[None], stuck=jnp.ones(1, bool),
-                           attempts=jnp.full(1, attempt), explore=jnp.zeros(1, bool),
+        re-seeded (:func:`recon.solver_moves.reseed_program`). On small problems the start
+        is repeated to the ``R`` starts of the re-seeding checks' calls, so that one compiled
+        program serves both (the repeats compute the same search)."""
+        starts = self.reseed_starts
+        rows = 0 if self.batch.G == 1 else np.full(starts, g)
+        return self.reseed(jnp.broadcast_to(X, (starts,) + X.shape), False,
+                           keys=jnp.broadcast_to(key, (starts,)),
+                           stuck=jnp.ones(starts, bool),
+                           attempts=jnp.asarray(np.full(starts, attempt, ATTEMPTS_DTYPE)),
+                           explore=jnp.zeros(starts, bool),
                            state=jax.tree.map(lambda a: a[rows], self.batch.state),
                            theta=self.batch.theta[rows])[0]
 
@@ -594,7 +607,7 @@ def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
     return SolverState(X, jax.vmap(jax.vmap(step_optimizer(problem, solver).init))(X),
                        jnp.zeros(starts, bool), jnp.asarray(smoothed), 0, keys, X,
                        np.full(starts, np.inf), np.full(starts, np.inf),
-                       np.zeros(starts, dtype=np.int32), np.zeros(G, dtype=np.int64),
+                       np.zeros(starts, dtype=ATTEMPTS_DTYPE), np.zeros(G, dtype=np.int64),
                        np.zeros(G), np.zeros(G, bool), np.full(G, np.inf),
                        np.zeros(G, dtype=np.int64), np.zeros(G, bool),
                        np.full(starts, np.inf), np.zeros(starts, dtype=np.int64),
@@ -662,7 +675,7 @@ def _replaced(state: SolverState, programs: Programs, keys, flags: np.ndarray,
         rows = 0 if batch.G == 1 else g  # one problem: its arrays, shared by every start
         new = programs.reseed(state.X[g, r], explore_only, keys=keys[g, r],
                               stuck=jnp.asarray(flags[g, r]),
-                              attempts=jnp.asarray(state.attempts[g, r]),
+                              attempts=jnp.asarray(state.attempts[g, r], ATTEMPTS_DTYPE),
                               explore=jnp.asarray(explore[g, r]),
                               state=jax.tree.map(lambda a: a[rows], batch.state),
                               theta=batch.theta[rows])

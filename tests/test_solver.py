@@ -793,3 +793,32 @@ def test_projection_loss_names_the_shapes_that_do_not_match():
         projection_loss(short, ds.X)
     with pytest.raises(ValueError, match=r"F of shape \(40,\) and theta of shape \(40,\)"):
         projection_share(jnp.ones(40), jnp.ones(40))
+
+
+def test_the_end_games_reseed_shares_the_checks_compiled_program():
+    """The end game's re-seed of one start (``reseed_one``) and the re-seeding checks' calls
+    (``R`` starts at a time) run one compiled program, for one problem and for a batch, with
+    several starts (small problems: the one start is repeated) and with one; the moved start
+    is the one a lone call would give."""
+    _, _, _, problem, key = make_rf(n=3, d=6, p=60)
+    other = make_rf(n=3, d=6, p=60, seed=1)[3]
+    for members, restarts in (([problem], 4), ([problem, other], 4), ([problem], 1)):
+        solver = solvers.preset("default", restarts=restarts)
+        batch = problems.stack_problems(members)
+        keys = jnp.stack([jax.random.fold_in(key, g) for g in range(batch.G)])
+        state = solvers.initial_state(problem, solver, restarts, 0, keys)
+        programs = solvers.Programs(batch, solver, state, 0, solvers.Clock())
+        stuck = np.zeros((batch.G, restarts), bool)
+        stuck[-1, 0] = True
+        moved = solvers.reseed_stuck(state, stuck=stuck, explore=np.zeros_like(stuck),
+                                     programs=programs)
+        assert not np.array_equal(moved.X[-1, 0], state.X[-1, 0])
+        one = programs.reseed_one(state.X[-1, 0], batch.G - 1, key, attempt=2)
+        assert len(programs._reseed[False].executables) == 1, (batch.G, restarts)
+        rows = slice(-1, None) if batch.G > 1 else -1  # one problem: its own arrays
+        lone = programs.reseed(state.X[-1, 0][None], False, keys=key[None],
+                               stuck=jnp.ones(1, bool), attempts=jnp.full(1, 2, jnp.int32),
+                               explore=jnp.zeros(1, bool),
+                               state=jax.tree.map(lambda a: a[rows], batch.state),
+                               theta=batch.theta[rows])[0]
+        np.testing.assert_allclose(one, lone, atol=1e-6)
