@@ -464,10 +464,8 @@ class Programs:
         self._guess = (cached_program(("guess", kind, solver.ridge),
                                       lambda: guess_program(kind, solver.ridge))
                        if places_guesses(batch, solver) else None)
-        R = state.X.shape[1]
-        reseed = solver.reseed.per_start(R) if solver.reseed is not None else None
-        small = R * problem.n * problem.d * problem.P <= solver.auto_restart_work
-        self.reseed_starts = R if small else 1
+        reseed = (solver.reseed.per_start(state.X.shape[1]) if solver.reseed is not None
+                  else None)
         self._reseed = ({explore_only: cached_program(
             ("reseed", kind, reseed, solver.ridge, G == 1, explore_only),
             lambda r=(replace(reseed, pool=1, steps=0) if explore_only else reseed),
@@ -515,16 +513,14 @@ class Programs:
 
     def reseed_one(self, X, g: int, key, attempt: int = 0):
         """``X`` (one start of problem ``g``) with its ``attempt``-th least useful candidate
-        re-seeded (:func:`recon.solver_moves.reseed_program`). On small problems the start
-        is repeated to the ``R`` starts of the re-seeding checks' calls, so that one compiled
-        program serves both (the repeats compute the same search)."""
-        starts = self.reseed_starts
-        rows = 0 if self.batch.G == 1 else np.full(starts, g)
-        return self.reseed(jnp.broadcast_to(X, (starts,) + X.shape), False,
-                           keys=jnp.broadcast_to(key, (starts,)),
-                           stuck=jnp.ones(starts, bool),
-                           attempts=jnp.asarray(np.full(starts, attempt, ATTEMPTS_DTYPE)),
-                           explore=jnp.zeros(starts, bool),
+        re-seeded (:func:`recon.solver_moves.reseed_program`). With one start per problem
+        this is the call of the re-seeding checks, and shares their compiled program; with
+        ``R`` starts it compiles its own (repeating the start to ``R`` rows would share it,
+        but cost ``R`` searches per call: more than the compilation over a run's end games)."""
+        rows = 0 if self.batch.G == 1 else np.array([g])
+        return self.reseed(X[None], False, keys=key[None], stuck=jnp.ones(1, bool),
+                           attempts=jnp.asarray(np.full(1, attempt, ATTEMPTS_DTYPE)),
+                           explore=jnp.zeros(1, bool),
                            state=jax.tree.map(lambda a: a[rows], self.batch.state),
                            theta=self.batch.theta[rows])[0]
 
