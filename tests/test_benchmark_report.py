@@ -39,7 +39,16 @@ def test_the_readme_has_the_block():
 
 def test_summaries_are_read_and_checked(tmp_path):
     assert benchmark_report.load(tmp_path / "none.json") is None
-    assert "make benchmark" in benchmark_report.sentence(tmp_path / "none.json")
+    none = benchmark_report.sentence(tmp_path / "none.json", tmp_path / "no-README.md")
+    assert "make benchmark" in none and "README" not in none
+    readme = tmp_path / "README.md"
+    readme.write_text(benchmark_report.replace_block(
+        f"{benchmark_report.BEGIN}\n{benchmark_report.END}\n", benchmark_report.markdown(SUMMARY)))
+    pointer = benchmark_report.sentence(tmp_path / "none.json", readme)
+    assert "make benchmark" in pointer
+    assert "README's table is from the last full run (2026-11-27 on TFRT_CPU_0 " in pointer
+    assert pointer.endswith("commit abc1234)")
+    assert benchmark_report.readme_run(ROOT / "README.md") is not None  # the project's own
     path = tmp_path / "solver.json"
     path.write_text(json.dumps(SUMMARY))
     sentence = benchmark_report.sentence(path)

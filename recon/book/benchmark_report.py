@@ -49,12 +49,36 @@ def _race(b: dict) -> str:
             f"{b['reference_budget_seconds']:.0f} s{slower}")
 
 
-def sentence(path: str | os.PathLike | None = None) -> str:
-    """One sentence from the last run, or a pointer to the command if none ran."""
+def readme_run(readme: str | os.PathLike | None = None) -> str | None:
+    """When, where and at which commit the README's table was measured (its last line,
+    ``Measured DATE on DEVICES ... commit REV``, without the command), or ``None`` if the
+    README has no measured table."""
+    from recon.book.notebooks import ROOT
+
+    readme = Path(readme) if readme else ROOT / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    start, end = text.find(BEGIN), text.find(END)
+    lines = [line for line in text[start:end].splitlines() if line.startswith("Measured ")]
+    if start < 0 or end < start or not lines:
+        return None
+    measured = lines[-1].rstrip(".")
+    when = measured.split(" by ", 1)[0].removeprefix("Measured ")
+    commit = measured.rsplit("commit ", 1)[-1] if "commit " in measured else "unknown"
+    return f"{when}, commit {commit}"
+
+
+def sentence(path: str | os.PathLike | None = None,
+             readme: str | os.PathLike | None = None) -> str:
+    """One sentence from the last run on this machine, or a pointer to the command if none
+    ran (naming the README's last measured table, :func:`readme_run`, where there is one)."""
     b = load(path)
     if b is None:
+        run = readme_run(readme)
+        elsewhere = (f"; the README's table is from the last full run ({run})"
+                     if run else "")
         return ("not measured for this build: make benchmark (or python "
-                "benchmarks/solver_benchmark.py) runs it, and the next build quotes it here")
+                "benchmarks/solver_benchmark.py) runs it, and the next build quotes it here"
+                + elsewhere)
     seeds = b.get("authors_setting_seeds", 1)
     if b["default_seconds"] is None:
         ours = (f"our solver recovered every sample to error 1e-3 on "
