@@ -57,14 +57,13 @@ def readme_run(readme: str | os.PathLike | None = None) -> str | None:
 
     readme = Path(readme) if readme else ROOT / "README.md"
     text = readme.read_text() if readme.is_file() else ""
-    start, end = text.find(BEGIN), text.find(END)
-    lines = [line for line in text[start:end].splitlines() if line.startswith("Measured ")]
-    if start < 0 or end < start or not lines:
+    span = _block_span(text)
+    block = text[slice(*span)] if span else ""
+    lines = [line for line in block.splitlines() if line.startswith("Measured ")]
+    if not lines:
         return None
-    measured = lines[-1].rstrip(".")
-    when = measured.split(" by ", 1)[0].removeprefix("Measured ")
-    commit = measured.rsplit("commit ", 1)[-1] if "commit " in measured else "unknown"
-    return f"{when}, commit {commit}"
+    when, _, command = lines[-1].rstrip(".").removeprefix("Measured ").partition(" by ")
+    return f"{when}, commit {command.rpartition('commit ')[2] or 'unknown'}"
 
 
 def sentence(path: str | os.PathLike | None = None,
@@ -174,11 +173,19 @@ def markdown(b: dict) -> str:
     return "\n".join(lines)
 
 
+def _block_span(text: str) -> tuple[int, int] | None:
+    """Where the block between the benchmark markers lies in ``text`` (from the end of
+    :data:`BEGIN` to the start of :data:`END`), or ``None`` if a marker is missing or they
+    are out of order."""
+    start, end = text.find(BEGIN), text.find(END)
+    return None if start < 0 or end < start else (start + len(BEGIN), end)
+
+
 def replace_block(text: str, block: str) -> str:
     """``text`` with everything between the benchmark markers replaced by ``block``. Raises
     ``ValueError`` if the markers are missing or out of order."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
+    span = _block_span(text)
+    if span is None:
         raise ValueError(f"the README has no benchmark block: add the lines\n{BEGIN}\n{END}\n"
                          "where the table should go")
-    return text[: start + len(BEGIN)] + "\n" + block + "\n" + text[end:]
+    return text[: span[0]] + "\n" + block + "\n" + text[span[1]:]
