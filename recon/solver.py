@@ -42,7 +42,8 @@ Array = jax.Array
 __all__ = ["Cloning", "History", "PARTS", "Polish", "PRESETS", "Reconstruction", "Reseed",
            "Smoothing", "Solver", "SolverState", "clone_targets", "initial_candidates",
            "polish_applies", "batch_feature_ratio", "feature_ratio", "first_guesses", "preset",
-           "resolve_restarts", "smoothing_steps", "solve", "solve_batch"]
+           "resolve_restarts", "smoothing_steps", "solve", "solve_batch", "widen_starts",
+           "widens"]
 
 #: the solver's optional parts, by the name of its field: each is a dataclass or ``None``
 PARTS = {"smoothing": Smoothing, "reseed": Reseed, "cloning": Cloning, "polish": Polish}
@@ -67,6 +68,14 @@ class Solver:
             ``single_start_ratio`` times the unknowns ``d n`` (:func:`feature_ratio`):
             there start 0 (exact features, the others smoothed) wins anyway, and further
             starts only cost time.
+        widen_to: where ``restarts=0`` chose one start by the work budget (the problem is
+            below ``single_start_ratio``), a lone start that stalls (``Reseed.fresh_after``)
+            and that its end game does not rescue is joined by fresh random starts, up to
+            ``widen_to`` in all, which then clone and re-seed as several starts do, instead of
+            restarting afresh alone (1: never; a batch of several problems restarts alone,
+            so that a problem's run does not depend on its companions). Starts by need: a problem one start solves
+            pays for one, and a hard one (``p`` near ``2 d n``) gets the parallel starts that
+            recover it.
         informed_start: start 0 of each problem begins at the problem's ``guess`` of its inputs
             (for RF, :func:`recon.moments.moment_guess`: the method of moments) where it has
             one, not at random; the other starts and every fresh start stay random.
@@ -85,6 +94,7 @@ class Solver:
     max_auto_restarts: int = 16
     auto_restart_work: float = 2e6
     single_start_ratio: float = 10.0
+    widen_to: int = 1
     informed_start: bool = False
     chunk: int = 100
     ridge: float = 1e-10
@@ -104,6 +114,7 @@ class Solver:
         checks.positive_int("max_auto_restarts", self.max_auto_restarts)
         checks.positive_float("auto_restart_work", self.auto_restart_work)
         checks.positive_float("single_start_ratio", self.single_start_ratio)
+        checks.positive_int("widen_to", self.widen_to)
         checks.boolean("informed_start", self.informed_start)
         checks.positive_int("chunk", self.chunk)
         checks.positive_float("ridge", self.ridge, allow_zero=True)
@@ -141,7 +152,9 @@ def reference_solver(lr: float = 20.0) -> Solver:
 
 def default_solver(lr: float = 0.05) -> Solver:
     """Our default: Adam on Riemannian (tangent) gradients; several random starts at once on
-    small problems (``restarts=0``: chosen by size); every part on: smoothed starts
+    small problems (``restarts=0``: chosen by size), and on a large one below
+    ``single_start_ratio`` three more beside a lone start that stalls (``widen_to=4``);
+    every part on: smoothed starts
     (:class:`Smoothing`), stuck starts re-seeded (:class:`Reseed`) or cloned from the best
     (:class:`Cloning`), and the Gauss-Newton end game once the loss is small, which also
     checks that every candidate is pinned by ``theta`` (:class:`Polish`). Its tolerance is
@@ -149,8 +162,8 @@ def default_solver(lr: float = 0.05) -> Solver:
     there, and at 1e-7 a sample can still be off by more than 1e-2."""
     lr = checks.positive_float("lr", lr)
     return Solver(_optimizer("adam", lr), max_steps=20_000, tol=1e-10, tangent_gradients=True,
-                  restarts=0, smoothing=Smoothing(), reseed=Reseed(), cloning=Cloning(),
-                  polish=Polish(), name="default")
+                  restarts=0, widen_to=4, smoothing=Smoothing(), reseed=Reseed(),
+                  cloning=Cloning(), polish=Polish(), name="default")
 
 
 PRESETS = {"default": default_solver, "reference": reference_solver}
@@ -189,8 +202,8 @@ class Reconstruction(NamedTuple):
     compilation time, why the run stopped (``"tol"``, ``"budget"``, ``"non-finite loss"``, or
     ``"unpinned"``: ``loss <= tol`` with a candidate that ``theta`` does not pin) and each
     candidate's leave-one-out confidence (:func:`recon.solver_moves.leave_one_out_confidence`;
-    about 1 or less: not pinned) and the fresh restarts of a stalled lone start
-    (:func:`restart_stalled`). The iterations count each Jacobian product of the polish
+    about 1 or less: not pinned) and the fresh random starts a stalled lone start took
+    (:func:`restart_stalled`: restarts alone, or the starts that joined it). The iterations count each Jacobian product of the polish
     as one step (it costs about one gradient)."""
 
     X: Array
@@ -228,7 +241,8 @@ class SolverState(NamedTuple):
         unpinned: ``(G,)``, problems stopped at ``tol`` with a candidate not pinned.
         window: ``(G, R)``, each start's loss at its last tenfold fall (or fresh start).
         window_from: ``(G, R)``, the step of that fall.
-        fresh: ``(G,)``, fresh restarts so far (:func:`restart_stalled`).
+        fresh: ``(G,)``, fresh random starts taken after stalls so far
+            (:func:`restart_stalled`, :func:`widen_starts`).
         precise: ``(G,)``, problems whose end game was settled with float64 features
             (:func:`end_game`): their confidence is reported from float64 features too.
     """
@@ -464,23 +478,41 @@ class Programs:
         self._guess = (cached_program(("guess", kind, solver.ridge),
                                       lambda: guess_program(kind, solver.ridge))
                        if places_guesses(batch, solver) else None)
-        reseed = (solver.reseed.per_start(state.X.shape[1]) if solver.reseed is not None
-                  else None)
-        self._reseed = ({explore_only: cached_program(
-            ("reseed", kind, reseed, solver.ridge, G == 1, explore_only),
-            lambda r=(replace(reseed, pool=1, steps=0) if explore_only else reseed),
-            e=explore_only: reseed_program(kind, r, solver.ridge, G == 1, e))
-            for explore_only in (False, True)} if reseed is not None else None)
+        self._reseed = self._reseed_programs(state.X.shape[1])
         # compiled now, so that their time counts as compilation and not as the first block's
-        args = (state.X, state.opt_state, state.done, state.smoothed, batch.state,
-                batch.theta, 0, solver.chunk)
-        for block in (self._exact, self._smooth):
-            if block is not None:
-                block.executable(*args, compiling=clock.compiling)
-        self._loss.executable(state.X, batch.state, batch.theta, compiling=clock.compiling)
+        self._compile_blocks(state)
         if solver.polish is not None:
             self._confidence[False].executable(*self._problem(0), state.X[0, 0],
                                                 compiling=clock.compiling)
+
+    def _reseed_programs(self, starts: int):
+        """The re-seed search for ``starts`` starts per problem (its pool per start,
+        :meth:`recon.solver_parts.Reseed.per_start`) and its explore-only variant."""
+        solver, kind, G = self.solver, self.kind, self.batch.G
+        if solver.reseed is None:
+            return None
+        reseed = solver.reseed.per_start(starts)
+        return {explore_only: cached_program(
+            ("reseed", kind, reseed, solver.ridge, G == 1, explore_only),
+            lambda r=(replace(reseed, pool=1, steps=0) if explore_only else reseed),
+            e=explore_only: reseed_program(kind, r, solver.ridge, G == 1, e))
+            for explore_only in (False, True)}
+
+    def _compile_blocks(self, state: SolverState) -> None:
+        """The blocks and the loss compiled for the shapes of ``state``'s starts."""
+        args = (state.X, state.opt_state, state.done, state.smoothed, self.batch.state,
+                self.batch.theta, 0, self.solver.chunk)
+        for block in (self._exact, self._smooth):
+            if block is not None:
+                block.executable(*args, compiling=self.clock.compiling)
+        self._loss.executable(state.X, self.batch.state, self.batch.theta,
+                              compiling=self.clock.compiling)
+
+    def widen(self, state: SolverState) -> None:
+        """The programs for ``state``'s number of starts after :func:`widen_starts`: the
+        re-seed search with that many starts' pool, and the blocks compiled for them."""
+        self._reseed = self._reseed_programs(state.X.shape[1])
+        self._compile_blocks(state)
 
     def exact(self, *args):
         """A block of ``solver.chunk`` steps on the exact features (:func:`block_program`)."""
@@ -562,6 +594,15 @@ class Recorder:
         self.errors.append(float(sample_errors.mean()))
         self.max_errors.append(float(sample_errors.max()))
         self.error_seconds.append(self.clock.seconds())
+
+    def stacked_losses(self) -> np.ndarray:
+        """Every step's loss per start, ``(G, R, steps)``, ``R`` the final number of starts:
+        before a widening (:func:`widen_starts`) the starts added then carry start 0's
+        losses (the lone start they joined)."""
+        starts = max(block.shape[1] for block in self.losses)
+        return np.concatenate([np.concatenate(
+            [block] + [block[:, :1]] * (starts - block.shape[1]), axis=1)
+            for block in self.losses], axis=2)
 
     def history(self, loss: np.ndarray) -> History:
         """The :class:`History` with the given loss curve."""
@@ -747,8 +788,10 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
     ``current`` loss has not fallen tenfold in ``fresh_after`` steps (and is above ``tol``)
     takes new random candidates and a fresh optimiser state, unless
     :func:`rescue_stalled` (with the polish on) keeps it going; its best so far stays its
-    ``best_X``. Runs with one start per problem only (several starts have cloning). Returns
-    the state and the flags of the restarted starts."""
+    ``best_X``. Where the solver widens (:func:`widens`), fresh starts join the stalled
+    start instead (:func:`widen_starts`), and the run goes on with several. Runs with one
+    start per problem only (several starts have cloning). Returns the state and the flags of
+    the restarted starts."""
     fell = current < 0.1 * state.window
     window = np.where(fell, current, state.window)
     since = np.where(fell, state.steps, state.window_from)
@@ -764,6 +807,10 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
         window = state.window
         if not stalled.any():
             return state._replace(window_from=since), stalled
+    if widens(programs.batch, solver, current.shape[1]):
+        state = widen_starts(state._replace(window=window, window_from=since), stalled,
+                             solver.widen_to, programs=programs)
+        return state, np.zeros_like(stalled)
     key, sub = _split_keys(state._replace(key=jnp.where(stalled[:, 0], drawn, state.key)))
     problem = programs.batch.problem
     new = jnp.stack([initial_candidates(k, problem, 1, state.X.dtype) for k in sub])
@@ -777,6 +824,49 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
         fresh=state.fresh + stalled.any(axis=1)), stalled
 
 
+def widens(batch: ProblemBatch, solver: Solver, starts: int) -> bool:
+    """Whether a stalled lone start of ``batch`` is joined by fresh starts
+    (``Solver.widen_to``) rather than restarted alone: one problem (:func:`solve`; in a batch
+    every problem would get the new starts, and a problem's run would depend on its
+    companions), one start, chosen by size (``restarts=0``) below ``single_start_ratio``, and
+    re-seeding on (the new starts clone and re-seed)."""
+    return (solver.widen_to > 1 and starts == 1 and batch.G == 1 and solver.restarts == 0
+            and solver.reseed is not None
+            and batch_feature_ratio(batch) < solver.single_start_ratio)
+
+
+def widen_starts(state: SolverState, stalled: np.ndarray, starts: int, *,
+                 programs: Programs) -> SolverState:
+    """``state`` with ``starts`` starts per problem: each problem's lone start as start 0,
+    unchanged (its optimiser state, best and checks kept), and ``starts - 1`` fresh random
+    starts drawn from the problem's key, on the exact loss; problems already stopped get them
+    ``done``. ``stalled`` (``G x 1``) counts the new starts as fresh starts of the problems
+    that stalled. Recompiles ``programs`` for the new shapes (:meth:`Programs.widen`)."""
+    G, extra = state.X.shape[0], starts - 1
+    key, sub = _split_keys(state)
+    new = jnp.stack([initial_candidates(k, programs.batch.problem, extra, state.X.dtype)
+                     for k in sub])
+    X = jnp.concatenate([state.X, new], axis=1)
+    opt_state = jax.tree.map(lambda old, fresh: fresh.at[:, :1].set(old), state.opt_state,
+                             programs.init(X))
+
+    def more(a: np.ndarray, value) -> np.ndarray:
+        return np.concatenate([a, np.full((G, extra), value, a.dtype)], axis=1)
+
+    done = jnp.concatenate([state.done, jnp.broadcast_to(
+        jnp.asarray(~state.running())[:, None], (G, extra))], axis=1)
+    state = state._replace(
+        X=X, opt_state=opt_state, done=done,
+        smoothed=jnp.concatenate([state.smoothed, jnp.zeros((G, extra), bool)], axis=1),
+        key=key, best_X=jnp.concatenate([state.best_X, new], axis=1),
+        best_loss=more(state.best_loss, np.inf), checkpoint=more(state.checkpoint, np.inf),
+        attempts=more(state.attempts, 0), window=more(state.window, np.inf),
+        window_from=more(state.window_from, state.steps),
+        fresh=state.fresh + extra * stalled[:, 0])
+    programs.widen(state)
+    return state
+
+
 def checkpoint(state: SolverState, current: np.ndarray, *, solver: Solver, sharp_from: int,
                programs: Programs, recorder: Recorder) -> SolverState:
     """The re-seeding check: a lone start stalled for ``reseed.fresh_after`` steps starts
@@ -788,6 +878,8 @@ def checkpoint(state: SolverState, current: np.ndarray, *, solver: Solver, sharp
     if solver.reseed.fresh_after:
         state, restarted = restart_stalled(state, current, solver=solver, programs=programs,
                                            recorder=recorder)
+        if state.X.shape[1] != current.shape[1]:
+            return state  # widened (:func:`widen_starts`): the new starts are checked next time
     exact_now = ~np.asarray(state.smoothed) | (state.steps > sharp_from)
     stuck = ((current > 0.5 * state.checkpoint) & (current > solver.tol) & exact_now
              & state.running()[:, None] & ~restarted)
@@ -1044,7 +1136,7 @@ def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, prog
         total=solver.max_steps, desc=f"solver ({solver.name})", progress=progress,
         status=lambda s: f"loss={s.best_loss.min():.2e}")
     state = polish_best(state, **bookkeeping)
-    losses = np.concatenate(recorder.losses, axis=2)
+    losses = recorder.stacked_losses()
     return [report(state, g, solver=solver, sharp_from=sharp_from, recorder=recorder,
                    programs=programs, losses=losses) for g in range(batch.G)]
 

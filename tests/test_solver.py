@@ -612,6 +612,71 @@ def test_a_stalled_lone_start_starts_afresh_and_recovers():
         solvers.Reseed(fresh_after=-1)
 
 
+def test_a_stalled_lone_start_chosen_by_size_is_joined_by_fresh_starts():
+    """The problem of the test above with one start chosen by size (a work budget of 1): at
+    its stall three fresh starts join it (``widen_to=4``), they clone and re-seed as several
+    starts do, and every sample is recovered; the result counts the new starts and its loss
+    curve runs over every step. With ``widen_to=1`` it restarts alone, as before."""
+    ds, _, _, problem, key = make_rf(n=4, d=10, p=80, seed=0)
+    by_size = solvers.preset("default", auto_restart_work=1.0, max_steps=2000,
+                             reseed=solvers.Reseed(fresh_after=200))
+    assert solvers.resolve_restarts(by_size, problem) == 1 and by_size.widen_to == 4
+    program_cache.clear()
+    widened = solvers.solve(problem, by_size, key, progress=False)
+    assert widened.stop_reason == "tol" and widened.fresh_starts == 3
+    assert metrics.per_sample_errors(widened.X, ds.X).max() < 1e-3
+    assert len(widened.history.loss) <= widened.iterations
+    pools = {k[2].pool for k in program_cache._PROGRAMS if k[0] == "reseed" and not k[-1]}
+    assert pools == {64, 16}  # the lone start's pool, then shared by four
+    alone = solvers.solve(problem, dataclasses.replace(by_size, widen_to=1), key,
+                          progress=False)
+    restarted = solvers.solve(problem, dataclasses.replace(by_size, restarts=1), key,
+                              progress=False)
+    assert alone.fresh_starts >= 1
+    np.testing.assert_array_equal(alone.X, restarted.X)
+    with pytest.raises(ValueError, match="widen_to"):
+        solvers.preset("default", widen_to=0)
+
+
+def test_only_a_lone_start_chosen_by_size_below_the_single_start_ratio_widens():
+    auto = solvers.preset("default", auto_restart_work=1.0)
+    near, far = make_rf(n=3, d=6, p=36)[3], make_rf(n=3, d=6, p=180)[3]
+    one = problems.stack_problems([near])
+    assert solvers.widens(one, auto, 1)
+    assert not solvers.widens(one, auto, 4)  # several starts clone already
+    assert not solvers.widens(problems.stack_problems([far]), auto, 1)  # p >= 10 d n
+    assert not solvers.widens(problems.stack_problems([near, near]), auto, 1)  # a batch
+    for solver in (dataclasses.replace(auto, restarts=1), dataclasses.replace(auto, widen_to=1),
+                   dataclasses.replace(auto, reseed=None, cloning=None)):
+        assert not solvers.widens(one, solver, 1)
+
+
+def test_widening_keeps_the_lone_start_and_adds_fresh_ones():
+    _, _, _, problem, key = make_rf(n=3, d=6, p=36)
+    solver = solvers.preset("default", restarts=1)
+    batch = problems.stack_problems([problem])
+    state = solvers.initial_state(problem, solver, 1, 0, jnp.stack([key]))
+    state = state._replace(best_loss=np.full((1, 1), 0.5), steps=700, attempts=state.attempts + 2)
+    programs = solvers.Programs(batch, solver, state, 0, solvers.Clock())
+    wide = solvers.widen_starts(state, np.ones((1, 1), bool), 4, programs=programs)
+    assert wide.X.shape == (1, 4, 3, 6) and wide.best_X.shape == wide.X.shape
+    np.testing.assert_array_equal(wide.X[:, 0], state.X[:, 0])
+    assert not np.allclose(wide.X[0, 1], wide.X[0, 2])
+    np.testing.assert_allclose(np.linalg.norm(wide.X[0, 1:], axis=-1), np.sqrt(6), rtol=1e-5)
+    assert wide.best_loss.tolist() == [[0.5, np.inf, np.inf, np.inf]]
+    assert wide.attempts.tolist() == [[2, 0, 0, 0]] and wide.attempts.dtype == np.int32
+    assert wide.window_from.tolist() == [[0, 700, 700, 700]] and wide.fresh.tolist() == [3]
+    assert not np.asarray(wide.done).any() and not np.asarray(wide.smoothed).any()
+    for old, new in zip(jax.tree.leaves(state.opt_state), jax.tree.leaves(wide.opt_state)):
+        assert new.shape[:2] == (1, 4)
+        np.testing.assert_array_equal(new[:, :1], old)
+    current = np.asarray(programs.loss(wide.X, batch.state, batch.theta))
+    assert current.shape == (1, 4) and np.isfinite(current).all()
+    stopped = state._replace(stopped=np.array([300]))
+    assert np.asarray(solvers.widen_starts(stopped, np.zeros((1, 1), bool), 4,
+                                           programs=programs).done)[0, 1:].all()
+
+
 def test_the_reseed_pool_is_shared_among_a_problems_starts():
     reseed = solvers.Reseed(pool=64)
     assert [reseed.per_start(r).pool for r in (1, 2, 16, 100)] == [64, 32, 4, 1]
