@@ -486,12 +486,13 @@ class Programs:
                                                 compiling=clock.compiling)
 
     def _reseed_programs(self, starts: int):
-        """The re-seed search for ``starts`` starts per problem (its pool per start,
-        :meth:`recon.solver_parts.Reseed.per_start`) and its explore-only variant."""
+        """The re-seed search for ``starts`` starts per problem (its pool per start, capped
+        by the cost of one point's ``P d`` features: :meth:`recon.solver_parts.Reseed.
+        per_start`) and its explore-only variant."""
         solver, kind, G = self.solver, self.kind, self.batch.G
         if solver.reseed is None:
             return None
-        reseed = solver.reseed.per_start(starts)
+        reseed = solver.reseed.per_start(starts, float(np.prod(kind.theta.shape)) * kind.d)
         return {explore_only: cached_program(
             ("reseed", kind, reseed, solver.ridge, G == 1, explore_only),
             lambda r=(replace(reseed, pool=1, steps=0) if explore_only else reseed),

@@ -64,7 +64,12 @@ class Reseed(_Part):
     unless its best candidates are all pinned (:class:`Polish`'s check: a floor) or its end
     game then halves its loss (it goes on from there: a stall with a few samples missing):
     a spurious minimum that re-seeding one candidate at a time does not leave (seed 2 at the
-    authors' size sits at loss 3.5e-4 with every sample wrong)."""
+    authors' size sits at loss 3.5e-4 with every sample wrong). A search step costs one
+    point's features, about ``P d`` products: ``search_work`` caps ``pool * P * d`` per
+    problem and check, so a large problem searches fewer points (at the authors' size,
+    ``P d = 2e6``, 16: its checks cost ~0.3 s instead of ~1.8 s, and seeds 0-4 were all
+    recovered, the slowest in 29 s against 51 s; ``benchmarks/escape_moves.py``); below
+    ``P d = 5e5`` the cap leaves the default ``pool`` whole."""
 
     patience: int = 200
     pool: int = 64
@@ -72,16 +77,24 @@ class Reseed(_Part):
     lr: float = 0.05
     fresh_after: int = 1000
     shared: bool = True
+    search_work: float = 3.2e7
 
     _checks = {"patience": checks.positive_int, "pool": checks.positive_int,
                "steps": checks.nonnegative_int, "lr": checks.positive_float,
-               "fresh_after": checks.nonnegative_int, "shared": checks.boolean}
+               "fresh_after": checks.nonnegative_int, "shared": checks.boolean,
+               "search_work": checks.positive_float}
 
-    def per_start(self, starts: int) -> Reseed:
-        """These settings for one of ``starts`` starts: ``max(1, pool // starts)`` searches
-        each when ``shared`` (a lone start keeps the whole ``pool``), else ``pool``."""
+    def per_start(self, starts: int, point_work: float = 0.0) -> Reseed:
+        """These settings for one of ``starts`` starts of a problem whose one-point features
+        cost ``point_work`` (``P d``; 0: no cap): the problem's pool is ``pool``, at most
+        ``search_work / point_work`` (at least 1), and each start searches
+        ``max(1, pool // starts)`` of it when ``shared`` (a lone start the whole pool), else
+        the whole pool."""
         starts = checks.positive_int("starts", starts)
-        return replace(self, pool=max(1, self.pool // starts)) if self.shared else self
+        pool = self.pool
+        if point_work > 0:
+            pool = max(1, min(pool, int(self.search_work // point_work)))
+        return replace(self, pool=max(1, pool // starts) if self.shared else pool)
 
 
 @dataclass(frozen=True)

@@ -690,6 +690,18 @@ def test_the_reseed_pool_is_shared_among_a_problems_starts():
                   progress=False)
     pools = {k[2].pool for k in program_cache._PROGRAMS if k[0] == "reseed" and not k[-1]}
     assert pools == {8}
+    # a large problem searches fewer points: pool * P * d at most search_work
+    assert [reseed.per_start(1, w).pool for w in (5e5, 2e6, 8e6, 1e9)] == [64, 16, 4, 1]
+    assert reseed.per_start(4, 2e6).pool == 4 and reseed.per_start(1, 0.0).pool == 64
+    assert solvers.Reseed(pool=64, shared=False).per_start(4, 2e6).pool == 16
+    program_cache.clear()
+    capped = solvers.Reseed(search_work=100 * 6 * 16.0)  # P d = 600: a pool of 16
+    solvers.solve(problem, solvers.preset("default", restarts=8, max_steps=200, reseed=capped),
+                  key, progress=False)
+    pools = {k[2].pool for k in program_cache._PROGRAMS if k[0] == "reseed" and not k[-1]}
+    assert pools == {2}
+    with pytest.raises(ValueError, match="search_work"):
+        solvers.Reseed(search_work=0.0)
 
 
 def test_the_budget_is_never_overrun():
