@@ -69,7 +69,7 @@ class Reseed(_Part):
     problem and check, so a large problem searches fewer points (at the authors' size,
     ``P d = 2e6``, 16: its checks cost ~0.3 s instead of ~1.8 s, and seeds 0-4 were all
     recovered, the slowest in 29 s against 51 s; ``benchmarks/escape_moves.py``); below
-    ``P d = 5e5`` the cap leaves the default ``pool`` whole."""
+    ``P d = 5e5`` the cap leaves the default ``pool`` whole; 0: no cap."""
 
     patience: int = 200
     pool: int = 64
@@ -82,7 +82,8 @@ class Reseed(_Part):
     _checks = {"patience": checks.positive_int, "pool": checks.positive_int,
                "steps": checks.nonnegative_int, "lr": checks.positive_float,
                "fresh_after": checks.nonnegative_int, "shared": checks.boolean,
-               "search_work": checks.positive_float}
+               "search_work": lambda name, value: checks.positive_float(name, value,
+                                                                        allow_zero=True)}
 
     def per_start(self, starts: int, point_work: float = 0.0) -> Reseed:
         """These settings for one of ``starts`` starts of a problem whose one-point features
@@ -92,7 +93,7 @@ class Reseed(_Part):
         the whole pool."""
         starts = checks.positive_int("starts", starts)
         pool = self.pool
-        if point_work > 0:
+        if point_work > 0 and self.search_work > 0:
             pool = max(1, min(pool, int(self.search_work // point_work)))
         return replace(self, pool=max(1, pool // starts) if self.shared else pool)
 

@@ -109,12 +109,15 @@ def test_the_reseeding_settings_reach_the_solver():
     """The chapter's re-seed period, search pool and search length make the solver's
     :class:`recon.solver.Reseed` (with cloning at its checks); period 0 turns both off."""
     solver = ResNetImages(reseed_patience=200, reseed_pool=8, reseed_steps=100).make_solver()
-    assert solver.reseed == Reseed(patience=200, pool=8, steps=100, shared=False)
-    assert solver.reseed.per_start(4).pool == 8  # per start, as the parameter says
+    assert solver.reseed == Reseed(patience=200, pool=8, steps=100, shared=False,
+                                   search_work=0.0)
+    # per start, as the parameter says, whatever the problem's size
+    assert solver.reseed.per_start(4).pool == solver.reseed.per_start(4, 1e12).pool == 8
     assert solver.cloning is not None
     off = ResNetImages(reseed_patience=0, reseed_pool=8).make_solver()
     assert off.reseed is None and off.cloning is None
-    assert ImagesRF().make_solver().reseed == Reseed(patience=300, shared=False)
+    assert ImagesRF().make_solver().reseed == Reseed(patience=300, shared=False,
+                                                     search_work=0.0)
 
 
 def test_settings_come_from_the_parameters_cell_with_its_sentinels():

@@ -700,8 +700,9 @@ def test_the_reseed_pool_is_shared_among_a_problems_starts():
                   key, progress=False)
     pools = {k[2].pool for k in program_cache._PROGRAMS if k[0] == "reseed" and not k[-1]}
     assert pools == {2}
+    assert solvers.Reseed(search_work=0.0).per_start(1, 1e9).pool == 64  # 0: no cap
     with pytest.raises(ValueError, match="search_work"):
-        solvers.Reseed(search_work=0.0)
+        solvers.Reseed(search_work=-1.0)
 
 
 def test_the_budget_is_never_overrun():

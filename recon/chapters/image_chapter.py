@@ -388,12 +388,12 @@ class ImageChapter(ChapterSettings):
     def reseeding(self) -> dict:
         """The solver's re-seeding of stuck starts every ``reseed_patience`` steps, each by
         ``reseed_pool`` one-point searches of ``reseed_steps`` steps (per start: not shared
-        among the starts); with
+        among the starts, nor capped by the problem's size); with
         ``reseed_patience=0`` it is off, and so is the cloning that happens at its checks."""
         if self.reseed_patience:
             return {"reseed": solvers.Reseed(patience=self.reseed_patience,
                                              pool=self.reseed_pool, steps=self.reseed_steps,
-                                             shared=False)}
+                                             shared=False, search_work=0.0)}
         return {"reseed": None, "cloning": None}
 
     def keys(self):
