@@ -11,7 +11,8 @@ compiled blocks with checkpoints between them (:func:`recon.blocks.run_blocks`),
 Gauss-Newton end game (:func:`end_game`: polish, check that every candidate is pinned, re-seed
 the loose ones) and a report. The run's state is the :class:`SolverState` NamedTuple, and each
 intervention (:func:`keep_best`, :func:`checkpoint`, :func:`clone_best`, :func:`reseed_stuck`,
-:func:`end_game`, :func:`polish_best`) is a function from a state to a state.
+:func:`end_game`, :func:`polish_best`, :func:`widen_starts`) is a function from a state to a
+state.
 """
 
 from __future__ import annotations
@@ -73,9 +74,9 @@ class Solver:
             and that its end game does not rescue is joined by fresh random starts, up to
             ``widen_to`` in all, which then clone and re-seed as several starts do, instead of
             restarting afresh alone (1: never; a batch of several problems restarts alone,
-            so that a problem's run does not depend on its companions). Starts by need: a problem one start solves
-            pays for one, and a hard one (``p`` near ``2 d n``) gets the parallel starts that
-            recover it.
+            so that a problem's run does not depend on its companions). Starts by need: a
+            problem one start solves pays for one, and a hard one (``p`` near ``2 d n``) gets
+            the parallel starts that recover it.
         informed_start: start 0 of each problem begins at the problem's ``guess`` of its inputs
             (for RF, :func:`recon.moments.moment_guess`: the method of moments) where it has
             one, not at random; the other starts and every fresh start stay random.
@@ -203,8 +204,8 @@ class Reconstruction(NamedTuple):
     ``"unpinned"``: ``loss <= tol`` with a candidate that ``theta`` does not pin) and each
     candidate's leave-one-out confidence (:func:`recon.solver_moves.leave_one_out_confidence`;
     about 1 or less: not pinned) and the fresh random starts a stalled lone start took
-    (:func:`restart_stalled`: restarts alone, or the starts that joined it). The iterations count each Jacobian product of the polish
-    as one step (it costs about one gradient)."""
+    (:func:`restart_stalled`: restarts alone, or the starts that joined it). The iterations
+    count each Jacobian product of the polish as one step (it costs about one gradient)."""
 
     X: Array
     loss: float
@@ -471,10 +472,12 @@ class Programs:
             ("confidence", kind, solver.ridge, precise), lambda precise=precise: jax.jit(
                 functools.partial(leave_one_out_confidence, kind, ridge=solver.ridge,
                                   precise=precise))) for precise in (False, True)}
+        polish = (solver.polish.sized(problem.n * problem.d * float(np.prod(kind.theta.shape)))
+                  if solver.polish is not None else None)
         self._polish = ({precise: cached_program(
-            ("polish", kind, solver.polish, solver.ridge, precise),
-            lambda precise=precise: polish_program(kind, solver.polish, solver.ridge, precise))
-            for precise in (False, True)} if solver.polish is not None else None)
+            ("polish", kind, polish, solver.ridge, precise),
+            lambda precise=precise: polish_program(kind, polish, solver.ridge, precise))
+            for precise in (False, True)} if polish is not None else None)
         self._guess = (cached_program(("guess", kind, solver.ridge),
                                       lambda: guess_program(kind, solver.ridge))
                        if places_guesses(batch, solver) else None)

@@ -13,7 +13,7 @@ from recon.chapters.image_chapter import ChapterData, Outcome, shown, sweep_tabl
 from recon.chapters.images_rf import ImagesRF
 from recon.chapters.resnet import ResNetImages
 from recon.chapters.two_layer import TwoLayerImages
-from recon.solver import Reseed
+from recon.solver import Polish, Reseed
 
 CHAPTERS = {"images_rf": "images-rf", "two_layer": "two-layer", "resnet": "resnet"}
 GLUED = {"p_over_dn", "recovered_fraction", "mean_ssim", "ssim_success", "dataset",
@@ -114,6 +114,7 @@ def test_the_reseeding_settings_reach_the_solver():
     # per start, as the parameter says, whatever the problem's size
     assert solver.reseed.per_start(4).pool == solver.reseed.per_start(4, 1e12).pool == 8
     assert solver.cloning is not None
+    assert solver.polish == Polish(cg_work=0.0)  # the full CG steps at any size
     off = ResNetImages(reseed_patience=0, reseed_pool=8).make_solver()
     assert off.reseed is None and off.cloning is None
     assert ImagesRF().make_solver().reseed == Reseed(patience=300, shared=False,

@@ -378,9 +378,12 @@ class ImageChapter(ChapterSettings):
                 f"p / (d n) = {p / self.dn:.2f}")
 
     def make_solver(self) -> solvers.Solver:
-        """The default solver preset with this chapter's overrides."""
+        """The default solver preset with this chapter's overrides. Its polish keeps the
+        full ``cg_steps`` per iteration at any size (``Polish(cg_work=0)``): capped by size,
+        the ResNet chapter's quick run took 888 iterations instead of 1,120 but its mean
+        error rose from 3.79e-3 to 3.97e-3."""
         overrides = {"max_steps": self.max_steps, "restarts": self.restarts,
-                     **self.reseeding()}
+                     "polish": solvers.Polish(cg_work=0.0), **self.reseeding()}
         overrides.update({name: value for name, value in (("lr", self.lr), ("tol", self.tol))
                           if value is not None})
         return solvers.preset("default", **overrides)
