@@ -111,6 +111,11 @@ class Cloning(_Part):
     _checks = {"share": checks.fraction}
 
 
+#: the fewest conjugate-gradient steps per polish iteration that ``Polish.cg_work`` caps to:
+#: at the authors' size 10 lost seed 3's sample of tiny share for 7,000 iterations, 20 did not
+MIN_CG_STEPS = 20
+
+
 @dataclass(frozen=True)
 class Polish(_Part):
     """The Gauss-Newton end game. Once a problem's best loss falls below ``below`` (and again
@@ -140,7 +145,8 @@ class Polish(_Part):
     seeds 0-4 were all recovered with 20 or 50, each polish costing ~0.7 s against ~1.6 s
     (the slowest seed 15 s against 29 s), and 10 lost seed 3's tiny-share sample for 7,000
     iterations; at the law chapter's small sizes 20 instead of 50 moved a threshold up
-    (``n=4, d=15``: 1.17 to 1.32), so below ``n d P = 1.6e7`` the 50 stay."""
+    (``n=4, d=15``: 1.17 to 1.32), so below ``n d P = 1.6e7`` the 50 stay. The cap never
+    goes below :data:`MIN_CG_STEPS` (20, the fewest measured to work)."""
 
     steps: int = 30
     cg_steps: int = 50
@@ -160,7 +166,9 @@ class Polish(_Part):
 
     def sized(self, work: float) -> Polish:
         """These settings for a problem whose Jacobian products cost ``work`` (``n d P``):
-        ``cg_steps``, at most ``cg_work / work`` (at least 1) where both are positive."""
+        ``cg_steps``, at most ``cg_work / work`` where both are positive, and never capped
+        below :data:`MIN_CG_STEPS`."""
         if work <= 0 or self.cg_work <= 0:
             return self
-        return replace(self, cg_steps=max(1, min(self.cg_steps, int(self.cg_work // work))))
+        capped = max(MIN_CG_STEPS, int(self.cg_work // work))
+        return replace(self, cg_steps=min(self.cg_steps, capped))

@@ -707,17 +707,19 @@ def test_the_reseed_pool_is_shared_among_a_problems_starts():
 
 def test_a_large_problem_takes_fewer_conjugate_gradient_steps_per_polish_iteration():
     polish = solvers.Polish()
-    assert [polish.sized(w).cg_steps for w in (2.25e5, 1.6e7, 4e7, 1e12)] == [50, 50, 20, 1]
+    assert [polish.sized(w).cg_steps for w in (2.25e5, 1.6e7, 2e7, 4e7, 1e12)] == [
+        50, 50, 40, 20, 20]  # never capped below 20
+    assert solvers.Polish(cg_steps=10).sized(1e12).cg_steps == 10
     assert solvers.Polish(cg_work=0.0).sized(1e12).cg_steps == 50  # 0: no cap
     assert polish.sized(4e7).steps == polish.steps
     with pytest.raises(ValueError, match="cg_work"):
         solvers.Polish(cg_work=-1.0)
-    _, _, _, problem, key = make_rf(n=3, d=6, p=100)  # n d P = 1800: 10 steps at 18000
+    _, _, _, problem, key = make_rf(n=3, d=6, p=100)  # n d P = 1800: 30 steps at 54000
     program_cache.clear()
     solvers.solve(problem, solvers.preset("default", max_steps=300,
-                                          polish=solvers.Polish(cg_work=18000.0)),
+                                          polish=solvers.Polish(cg_work=54000.0)),
                   key, progress=False)
-    assert {k[2].cg_steps for k in program_cache._PROGRAMS if k[0] == "polish"} == {10}
+    assert {k[2].cg_steps for k in program_cache._PROGRAMS if k[0] == "polish"} == {30}
 
 
 def test_the_budget_is_never_overrun():
