@@ -472,7 +472,9 @@ class Programs:
             ("confidence", kind, solver.ridge, precise), lambda precise=precise: jax.jit(
                 functools.partial(leave_one_out_confidence, kind, ridge=solver.ridge,
                                   precise=precise))) for precise in (False, True)}
-        polish = (solver.polish.sized(problem.n * problem.d * float(np.prod(kind.theta.shape)))
+        #: ``P``, padding included: what one point's features cost, per input coordinate
+        self.features = float(np.prod(kind.theta.shape))
+        polish = (solver.polish.sized(problem.n * problem.d * self.features)
                   if solver.polish is not None else None)
         self._polish = ({precise: cached_program(
             ("polish", kind, polish, solver.ridge, precise),
@@ -495,7 +497,7 @@ class Programs:
         solver, kind, G = self.solver, self.kind, self.batch.G
         if solver.reseed is None:
             return None
-        reseed = solver.reseed.per_start(starts, float(np.prod(kind.theta.shape)) * kind.d)
+        reseed = solver.reseed.per_start(starts, self.features * kind.d)
         return {explore_only: cached_program(
             ("reseed", kind, reseed, solver.ridge, G == 1, explore_only),
             lambda r=(replace(reseed, pool=1, steps=0) if explore_only else reseed),
