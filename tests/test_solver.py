@@ -360,6 +360,13 @@ def test_a_lone_start_stalled_with_one_sample_missing_is_rescued_not_restarted()
     assert not restarted.any() and rescued.fresh[0] == 0
     assert metrics.per_sample_errors(rescued.best_X[0, 0], ds.X).max() < 1e-3
     assert rescued.best_loss[0, 0] <= solver.tol and not rescued.running()[0]  # solved
+    # its end game ran at this very point already (nothing lower since): it starts afresh
+    # without running it again
+    again = state._replace(polished=loss[:, 0].copy())
+    fresh, restarted = solvers.restart_stalled(again, loss, solver=solver, programs=programs,
+                                               recorder=solvers.Recorder(None, None, clock))
+    assert restarted.all() and fresh.fresh[0] == 1 and fresh.products[0] == 0
+    np.testing.assert_array_equal(fresh.best_X, again.best_X)
     # without the polish there is no end game: the stalled start starts afresh
     bare = dataclasses.replace(solver, polish=None)
     programs = solvers.Programs(batch, bare, state, 0, clock)
