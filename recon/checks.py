@@ -62,6 +62,11 @@ def positive_float(name: str, value, allow_zero: bool = False) -> float:
     return value
 
 
+def nonnegative_float(name: str, value) -> float:
+    """Return ``value`` as a finite float ``>= 0`` (e.g. a cap where 0 means off), else raise."""
+    return positive_float(name, value, allow_zero=True)
+
+
 def fraction(name: str, value) -> float:
     """Return ``value`` as a float in ``[0, 1]``."""
     value = positive_float(name, value, allow_zero=True)

@@ -11,13 +11,9 @@ near a solution Gauss-Newton converges where Adam crawls (:class:`Polish`).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from functools import partial
 from typing import ClassVar
 
 from recon import checks
-
-#: a float ``>= 0`` (0: the cap it sets is off)
-_nonnegative_float = partial(checks.positive_float, allow_zero=True)
 
 
 class _Part:
@@ -86,7 +82,7 @@ class Reseed(_Part):
     _checks = {"patience": checks.positive_int, "pool": checks.positive_int,
                "steps": checks.nonnegative_int, "lr": checks.positive_float,
                "fresh_after": checks.nonnegative_int, "shared": checks.boolean,
-               "search_work": _nonnegative_float}
+               "search_work": checks.nonnegative_float}
 
     def per_start(self, starts: int, point_work: float = 0.0) -> Reseed:
         """These settings for one of ``starts`` starts of a problem whose one-point features
@@ -164,7 +160,7 @@ class Polish(_Part):
                "below": checks.positive_float, "pinned": checks.positive_float,
                "rounds": checks.nonnegative_int, "balanced": checks.boolean,
                "guesses": checks.boolean,
-               "cg_work": _nonnegative_float}
+               "cg_work": checks.nonnegative_float}
 
     def sized(self, work: float) -> Polish:
         """These settings for a problem whose Jacobian products cost ``work`` (``n d P``):
