@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from recon import sphere
-from recon.loss import projection_residual, ridged_gram
+from recon.loss import projection_residual, projection_share, ridged_gram
 from recon.problems import ReconstructionProblem
 from recon.solver_parts import Polish, Reseed
 
@@ -190,10 +190,27 @@ def _polish_scales(problem: ReconstructionProblem, polish: Polish, state, theta,
     return jnp.repeat(candidate_scales(problem, state, theta, X, ridge), X.size // problem.n)
 
 
+def walk_program(problem: ReconstructionProblem, steps: int, lr: float, ridge: float):
+    """A jitted ``walk(X, state, theta) -> X``: ``steps`` steps of Adam (learning rate
+    ``lr``) on the tangent gradient of the projection loss from the candidates ``X`` of one
+    start. After a re-seed the polish can stall in a shallow valley a little off the
+    truth, where a short first-order walk leaves it (:func:`recon.solver._cleaned_reseed`)."""
+    def loss(X, state, theta):
+        return projection_share(problem.features(state, X), theta, ridge)
+
+    def walk(X, state, theta):
+        descent = optax.chain(sphere.tangent_projection(problem.radius), optax.adam(lr))
+        return sphere.minimise_on_spheres(jax.grad(lambda Z: loss(Z, state, theta)), X,
+                                          descent, steps, problem.radius)
+
+    return jax.jit(walk)
+
+
 def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
                    precise: bool = False):
-    """A jitted ``polish(X, state, theta) -> (X, loss, products)``: Levenberg-Marquardt on
-    the residual ``r(X) = (theta - P(X) theta) / ||theta||``, matrix-free.
+    """A jitted ``polish(X, state, theta, left_out=-1) -> (X, loss, products)``:
+    Levenberg-Marquardt on the residual ``r(X) = (theta - P(X) theta) / ||theta||``,
+    matrix-free; candidate ``left_out`` (if any) is left out of the span and stays put.
 
     Rows are ``X_i = r u_i / |u_i|``, so the sphere needs no constraint. Each iteration
     solves ``(J^T J + lambda I) delta = -J^T r`` by at most ``polish.cg_steps`` steps of
@@ -206,30 +223,28 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
     grows past ``1e3`` (no step helps), or when three iterations lowered the loss by less
     than half. ``products``: ``cg_steps + 2`` Jacobian products per iteration (an upper
     bound). ``precise``: features in float64 (:func:`recon.solver.end_game`)."""
-    shape = (problem.n,) + problem.input_shape
-
     def candidates(u):
-        return sphere.on_spheres(u.reshape(shape), problem.radius)
+        return sphere.on_spheres(u.reshape((problem.n,) + problem.input_shape), problem.radius)
 
-    def residual(u, state, theta, dtype):
-        theta = theta.astype(jnp.float64)
-        F = problem.features(state, candidates(u).astype(dtype))
-        return projection_residual(F, theta, ridge) / jnp.linalg.norm(theta)
-
-    def run(X, state, theta):
+    def run(X, state, theta, left_out=-1):
         dtype = jnp.float64 if precise else X.dtype
+        kept, theta64 = jnp.arange(problem.n) != left_out, theta.astype(jnp.float64)
         scale = _polish_scales(problem, polish, state, theta, X.astype(dtype), ridge)
+
+        def residual(u):
+            F = problem.features(state, candidates(u).astype(dtype))
+            F = jnp.where(jnp.repeat(kept, F.shape[0] // problem.n)[:, None], F, 0)
+            return projection_residual(F, theta64, ridge) / jnp.linalg.norm(theta64)
 
         def iteration(carry):
             u, lam, loss, window, it, products = carry
-            r0, jvp = jax.linearize(lambda v: residual(u + scale * v, state, theta, dtype),
-                                    jnp.zeros_like(u))
+            r0, jvp = jax.linearize(lambda v: residual(u + scale * v), jnp.zeros_like(u))
             vjp = jax.linear_transpose(jvp, u)
             (g,) = vjp(r0)
             step, _ = jax.scipy.sparse.linalg.cg(lambda v: vjp(jvp(v))[0] + lam * v, -g,
                                                  maxiter=polish.cg_steps, tol=1e-12)
             delta = scale * step
-            r1 = residual(u + delta, state, theta, dtype)
+            r1 = residual(u + delta)
             new_loss = r1 @ r1
             better = new_loss < loss
             u = jnp.where(better, u + delta, u)
@@ -243,7 +258,7 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
             stalled = (it >= 3) & (window[0] > 0.5 * window[3])
             return (it < polish.steps) & (lam < 1e3) & (loss > 0) & ~stalled
         u0 = X.astype(jnp.float64).reshape(-1)
-        r = residual(u0, state, theta, dtype)
+        r = residual(u0)
         loss0 = r @ r
         carry = (u0, jnp.asarray(1e-6, jnp.float64), loss0, jnp.full(4, loss0), 0, 0)
         u, _, loss, _, _, products = jax.lax.while_loop(going, iteration, carry)

@@ -14,8 +14,9 @@ from conftest import make_rf
 from recon import metrics, models, problems, program_cache, solver as solvers
 from recon.loss import projection_loss
 from recon.problems import ReconstructionProblem
+from recon.loss import projection_share
 from recon.solver_moves import (guess_program, leave_one_out_confidence, polish_program,
-                                reseed_program)
+                                reseed_program, walk_program)
 from recon.sphere import project_to_sphere
 
 
@@ -372,6 +373,80 @@ def test_a_lone_start_stalled_with_one_sample_missing_is_rescued_not_restarted()
     programs = solvers.Programs(batch, bare, state, 0, clock)
     assert solvers.restart_stalled(state, loss, solver=bare, programs=programs,
                                    recorder=solvers.Recorder(None, None, clock))[1].all()
+
+
+def test_a_candidate_left_out_of_the_polish_stays_and_adds_nothing_to_the_span():
+    ds, _, _, problem, _ = make_rf(n=4, d=8, p=640, seed=1)
+    X = project_to_sphere(ds.X + 0.01 * jax.random.normal(jax.random.key(3), ds.X.shape),
+                          problem.radius)
+    X = X.at[3].set(X[0])  # sample 3 missing, sample 0 twice
+    polish = polish_program(problem, solvers.Polish(), 1e-10)
+    polished, loss, _ = polish(X, problem.state, problem.theta, np.int32(3))
+    np.testing.assert_allclose(polished[3], X[3], atol=1e-6)  # the left-out one stays
+    F = problem.feature_matrix(polished[:3])
+    assert float(loss) == pytest.approx(float(projection_share(F, problem.theta)), rel=1e-6)
+    before = float(projection_share(problem.feature_matrix(X[:3]), problem.theta))
+    assert float(loss) < before
+    # -1 leaves nobody out: the plain polish, the same numbers as without the argument
+    plain = polish(X, problem.state, problem.theta)
+    np.testing.assert_array_equal(plain[0], polish(X, problem.state, problem.theta,
+                                                   np.int32(-1))[0])
+
+
+def test_the_walk_descends_on_the_spheres():
+    ds, _, _, problem, _ = make_rf(n=4, d=8, p=640, seed=1)
+    X = project_to_sphere(ds.X + 0.1 * jax.random.normal(jax.random.key(3), ds.X.shape),
+                          problem.radius)
+    walked = walk_program(problem, 200, 0.01, 1e-10)(X, problem.state, problem.theta)
+    assert float(projection_loss(problem, walked)) < 0.1 * float(projection_loss(problem, X))
+    np.testing.assert_allclose(jnp.linalg.norm(walked, axis=1), problem.radius, rtol=1e-5)
+
+
+def test_the_cleaned_reseed_finds_the_missing_sample_behind_the_others_errors():
+    """Sample 3 missing (sample 0 twice) and every other candidate a little off: the others
+    are polished without the least pinned one first, and the search on what they leave out
+    finds the missing sample; the polish then solves the problem."""
+    ds, _, _, problem, key = make_rf(n=4, d=8, p=640, seed=1)
+    solver = solvers.preset("default", restarts=1, tol=1e-12)
+    X = project_to_sphere(ds.X + 0.02 * jax.random.normal(jax.random.key(3), ds.X.shape),
+                          problem.radius).at[3].set(ds.X[0])
+    state = solvers.initial_state(problem, solver, 1, 0, key[None])
+    clock = solvers.Clock()
+    programs = solvers.Programs(problems.stack_problems([problem]), solver, state, 0, clock)
+    confidence = programs.confidences(X, 0)
+    for k in range(3):  # the search on the unpolished residual misses it from keys 0 and 2
+        start, products = solvers._cleaned_reseed(X, confidence, jax.random.key(k), 0,
+                                                  programs=programs)
+        assert products > solver.polish.walk_steps
+        polished, loss, _ = programs.polish(start, 0)
+        assert loss <= solver.tol
+        assert metrics.per_sample_errors(polished, ds.X).max() < 1e-4
+
+
+def test_a_stalled_run_of_several_starts_gets_its_end_game_again():
+    """Several starts, best loss halved since the last polish but not fallen tenfold: at a
+    multiple of ``fresh_after`` steps its end game runs again (here it polishes the best
+    start, near the data, onto it);
+    in between, and where the best has not halved, nothing happens."""
+    ds, _, _, problem, key = make_rf(n=4, d=8, p=640, seed=1)
+    solver = solvers.preset("default", restarts=2, tol=1e-12,
+                            reseed=solvers.Reseed(fresh_after=1000))
+    state = solvers.initial_state(problem, solver, 2, 0, key[None])
+    near = project_to_sphere(ds.X + 1e-3 * jax.random.normal(jax.random.key(3), ds.X.shape),
+                             problem.radius)
+    X = jnp.stack([near.astype(state.X.dtype), state.X[0, 1]])[None]
+    loss = np.asarray([[float(projection_loss(problem, X[0, r])) for r in range(2)]])
+    state = state._replace(X=X, best_X=X, best_loss=loss, steps=2000,
+                           polished=np.array([3.0 * loss.min()]))
+    clock = solvers.Clock()
+    programs = solvers.Programs(problems.stack_problems([problem]), solver, state, 0, clock)
+    common = dict(solver=solver, programs=programs, recorder=solvers.Recorder(None, None, clock))
+    for unchanged in (state._replace(steps=2200),
+                      state._replace(polished=np.array([1.5 * loss.min()]))):
+        assert solvers.revisit_stalled(unchanged, **common) is unchanged
+    revisited = solvers.revisit_stalled(state, **common)
+    assert revisited.products[0] > 0 and not revisited.running()[0]
+    assert metrics.per_sample_errors(revisited.best_X[0, 0], ds.X).max() < 1e-4
 
 
 def test_smoothed_activation_tends_to_the_exact_one():
