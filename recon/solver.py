@@ -1025,9 +1025,11 @@ def _reseed_rounds(X, loss: float, confidence: np.ndarray, key, g: int, *, solve
     ``(X, loss, confidence, key, products, precise)``. Each round starts from the least pinned
     candidate placed at the problem's guess (:meth:`Programs.place_guess`; that sign, then the
     other, each once per point) or, once both are rejected, re-seeded by the search on the
-    residual the others leave once polished without it (:func:`_cleaned_reseed`; with
-    ``polish.cleaned`` off, on the residual they leave where they are:
-    :meth:`Programs.reseed_one`), and polishes."""
+    residual the others leave once polished without it (:func:`_cleaned_reseed`, below
+    ``polish.below`` only: higher up, as in a rescue (:func:`rescue_stalled`), its walk
+    lowers the loss whatever the re-seed, and at ratio 2 seed 4 kept a spurious start going
+    that a fresh one would have left), else on the residual they leave where they are
+    (:meth:`Programs.reseed_one`), and polishes."""
     polish = solver.polish
     products, precise, signs = 0, False, programs.guess_signs()
     for _ in range(polish.rounds if solver.reseed is not None else 0):
@@ -1036,7 +1038,7 @@ def _reseed_rounds(X, loss: float, confidence: np.ndarray, key, g: int, *, solve
         key, sub = jax.random.split(key)
         if signs:
             start = programs.place_guess(X, g, signs.pop(0))
-        elif polish.cleaned:
+        elif polish.cleaned and loss < polish.below:
             start, used = _cleaned_reseed(X, confidence, sub, g, programs=programs)
             products += used
         else:
