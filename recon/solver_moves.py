@@ -195,13 +195,10 @@ def walk_program(problem: ReconstructionProblem, steps: int, lr: float, ridge: f
     ``lr``) on the tangent gradient of the projection loss from the candidates ``X`` of one
     start. After a re-seed the polish can stall in a shallow valley a little off the
     truth, where a short first-order walk leaves it (:func:`recon.solver._cleaned_reseed`)."""
-    def loss(X, state, theta):
-        return projection_share(problem.features(state, X), theta, ridge)
-
     def walk(X, state, theta):
+        gradient = jax.grad(lambda Z: projection_share(problem.features(state, Z), theta, ridge))
         descent = optax.chain(sphere.tangent_projection(problem.radius), optax.adam(lr))
-        return sphere.minimise_on_spheres(jax.grad(lambda Z: loss(Z, state, theta)), X,
-                                          descent, steps, problem.radius)
+        return sphere.minimise_on_spheres(gradient, X, descent, steps, problem.radius)
 
     return jax.jit(walk)
 

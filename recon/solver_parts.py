@@ -137,11 +137,12 @@ class Polish(_Part):
     both are rejected. With ``cleaned``, the search runs on a clean residual: the other
     candidates are polished without the least pinned one first (its features left out of
     the span), and the searched point is followed by ``walk_steps`` steps of Adam at
-    learning rate ``walk_lr`` before the polish (:func:`recon.solver._cleaned_reseed`; from
-    a loss below ``below`` only, as the polish itself): at
-    ratio 2 of the law grid's largest size (``n=20, d=100, p=4000``) it recovered seeds 2
-    and 3, which ran their whole budget without it. Polished too early, a start that Adam was still moving towards the
-    truth lands in a nearby minimum: hence ``below``. With ``balanced``, each candidate's
+    learning rate ``walk_lr`` before the polish (:func:`recon.solver._cleaned_reseed`), from
+    a loss below ``below`` only (above it, in a rescue, the walk lowers the loss whatever the
+    re-seed): at ratio 2 of the law grid's largest size (``n=20, d=100, p=4000``) it
+    recovered seeds 2 and 3, which ran their whole budget without it. Polished too early, a
+    start that Adam was still moving towards the truth lands in a nearby minimum: hence
+    ``below``. With ``balanced``, each candidate's
     coordinates are scaled by its leave-one-out gain
     (:func:`recon.solver_moves.candidate_scales`), so a sample with a tiny share of ``theta``
     moves as fast as the others. A Jacobian product costs about ``n d P``: ``cg_work``

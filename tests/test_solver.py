@@ -12,9 +12,8 @@ import pytest
 
 from conftest import make_rf
 from recon import metrics, models, problems, program_cache, solver as solvers
-from recon.loss import projection_loss
+from recon.loss import projection_loss, projection_share
 from recon.problems import ReconstructionProblem
-from recon.loss import projection_share
 from recon.solver_moves import (guess_program, leave_one_out_confidence, polish_program,
                                 reseed_program, walk_program)
 from recon.sphere import project_to_sphere
@@ -426,8 +425,8 @@ def test_the_cleaned_reseed_finds_the_missing_sample_behind_the_others_errors():
 def test_a_stalled_run_of_several_starts_gets_its_end_game_again():
     """Several starts, best loss halved since the last polish but not fallen tenfold: at a
     multiple of ``fresh_after`` steps its end game runs again (here it polishes the best
-    start, near the data, onto it);
-    in between, and where the best has not halved, nothing happens."""
+    start, near the data, onto it); in between, and where the best has not halved, nothing
+    happens."""
     ds, _, _, problem, key = make_rf(n=4, d=8, p=640, seed=1)
     solver = solvers.preset("default", restarts=2, tol=1e-12,
                             reseed=solvers.Reseed(fresh_after=1000))
