@@ -94,7 +94,7 @@ def gaussian_rows(key: Array, rows: int, d: int, dtype=jnp.float32) -> Array:
     if not jax.config.jax_threefry_partitionable or bucket * d > BUCKETED_DRAW_ENTRIES:
         return jax.random.normal(key, (rows, d), dtype) / jnp.sqrt(d)
     drawn = jax.random.normal(key, (bucket, d), dtype) / jnp.sqrt(d)
-    return jnp.asarray(np.asarray(drawn)[:rows])
+    return jax.device_put(np.asarray(drawn)[:rows])
 
 
 class FixedWeights(nnx.Variable):
@@ -154,7 +154,7 @@ class RandomFeatures(nnx.Module):
             self.V = FixedWeights(gaussian_rows(key, p, d, dtype))
         else:
             self.V_key = FixedWeights(jax.random.key_data(key))
-        self.theta = nnx.Param(jnp.zeros((p,), dtype))
+        self.theta = nnx.Param(jax.device_put(np.zeros((p,), dtype)))  # no compilation per p
 
     @property
     def streamed(self) -> bool:

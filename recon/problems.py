@@ -143,7 +143,7 @@ def random_features_problem(model: RandomFeatures, n: int,
     """
     n = checks.positive_int("n", n)
     theta = checks.finite_array("the model's theta", model.theta[...])
-    if not bool(jnp.any(theta != 0)):
+    if not np.any(np.asarray(theta) != 0):
         raise ValueError("the model's theta is zero: train the model before reconstructing")
     checks.fits_in_memory(f"the feature rows of {n} candidates (n x p, p={model.p}, float64)",
                           n * model.p * 8, "lower n or p")
@@ -180,10 +180,11 @@ def pad_features(problem: ReconstructionProblem, P: int) -> ReconstructionProble
         raise ValueError(f"P must be at least the problem's {problem.P} features, got {P}")
     V, extra = np.asarray(problem.state["V"]), P - problem.P
     mask = np.asarray(problem.state.get("mask", np.ones((problem.P,), V.dtype)))
-    state = {"V": jnp.asarray(np.pad(V, ((0, extra), (0, 0)))),  # on the host: no compilation
-             "mask": jnp.asarray(np.pad(mask, (0, extra)).astype(V.dtype))}
+    # padded on the host and moved by device_put: no compilation for a new P
+    state = {"V": jax.device_put(np.pad(V, ((0, extra), (0, 0)))),
+             "mask": jax.device_put(np.pad(mask, (0, extra)).astype(V.dtype))}
     return replace(problem, state=state,
-                   theta=jnp.asarray(np.pad(np.asarray(problem.theta), (0, extra))))
+                   theta=jax.device_put(np.pad(np.asarray(problem.theta), (0, extra))))
 
 
 class UnderdeterminedWarning(UserWarning):

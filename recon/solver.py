@@ -452,9 +452,9 @@ class Programs:
     compiles nothing; compilation is counted by the run's ``clock``."""
 
     def __init__(self, batch: ProblemBatch, solver: Solver, state: SolverState,
-                 sharp_from: int, clock: Clock):
+                 sharp_from: int, clock: Clock, guesses: bool | None = None):
         problem = batch.problem
-        self.batch, self.solver, self.clock = batch, solver, clock
+        self.batch, self.solver, self.clock, self.sharp_from = batch, solver, clock, sharp_from
         self.kind = kind = program_problem(problem)
         G = batch.G
         blocks = (solver.optimizer, solver.tol, solver.tangent_gradients, solver.chunk,
@@ -486,7 +486,8 @@ class Programs:
             if polish is not None else None)
         self._guess = (cached_program(("guess", kind, solver.ridge),
                                       lambda: guess_program(kind, solver.ridge))
-                       if places_guesses(batch, solver) else None)
+                       if (places_guesses(batch, solver) if guesses is None else guesses)
+                       else None)
         self._reseed = self._reseed_programs(state.X.shape[1])
         # compiled now, so that their time counts as compilation and not as the first block's
         self._compile_blocks(state)
@@ -509,14 +510,22 @@ class Programs:
             for explore_only in (False, True)}
 
     def _compile_blocks(self, state: SolverState) -> None:
-        """The blocks and the loss compiled for the shapes of ``state``'s starts."""
+        """The blocks (the smoothing one only before ``sharp_from``) and the loss compiled for
+        the shapes of ``state``'s starts."""
         args = (state.X, state.opt_state, state.done, state.smoothed, self.batch.state,
                 self.batch.theta, 0, self.solver.chunk)
-        for block in (self._exact, self._smooth):
+        for block in (self._exact, self._smooth if state.steps < self.sharp_from else None):
             if block is not None:
                 block.executable(*args, compiling=self.clock.compiling)
         self._loss.executable(state.X, self.batch.state, self.batch.theta,
                               compiling=self.clock.compiling)
+
+    def for_rows(self, batch: ProblemBatch, state: SolverState) -> Programs:
+        """The programs of the same run for ``batch`` and ``state``, some of this batch's
+        problems (:func:`compacted`): the same decisions (the guesses of the end game are
+        placed or not as for the whole batch), the blocks compiled for the smaller batch."""
+        return Programs(batch, self.solver, state, self.sharp_from, self.clock,
+                        guesses=self._guess is not None)
 
     def widen(self, state: SolverState) -> None:
         """The programs for ``state``'s number of starts after :func:`widen_starts`: the
@@ -1201,6 +1210,88 @@ def _checked_truth(problem: ReconstructionProblem, solver: Solver, truth):
     return checks.finite_array("truth", truth)
 
 
+#: a batch drops its stopped problems from its blocks (:func:`compacted`) only when the steps
+#: this saves, at the pace of its fastest block over the budget left, would take more than
+#: this many times the compilation of its programs
+COMPACT_PAYBACK = 2.0
+
+
+def compact_rows(running: np.ndarray, *, step_seconds: float, steps_left: int,
+                 compile_seconds: float) -> np.ndarray | None:
+    """The problems a batch keeps in its blocks once some have stopped (a vmapped block
+    computes every problem's starts, stopped or not), or ``None`` to keep them all. It drops
+    them when at most three quarters still run and the work saved, ``step_seconds`` (the
+    batch's seconds per step) times ``steps_left`` times the share dropped, exceeds
+    :data:`COMPACT_PAYBACK` times ``compile_seconds`` (the blocks for the smaller batch are
+    compiled afresh). It keeps at least two problems (a stopped one beside a last runner):
+    a batch of one takes other decisions (:func:`widens`, :func:`reseed_targets`), and a
+    problem's run must not depend on its companions."""
+    G = running.size
+    keep = np.flatnonzero(running)
+    if G <= 2 or keep.size == 0 or keep.size > 0.75 * G:
+        return None
+    if keep.size == 1:
+        keep = np.sort(np.append(keep, np.flatnonzero(~running)[0]))
+    saved = step_seconds * steps_left * (G - keep.size) / G
+    return keep if saved > COMPACT_PAYBACK * compile_seconds else None
+
+
+def _state_rows(state: SolverState, rows: np.ndarray) -> SolverState:
+    """``state`` for the problems ``rows`` only."""
+    return SolverState(**{name: value if name == "steps" else jax.tree.map(
+        lambda a: a[rows] if isinstance(a, np.ndarray) else a[jnp.asarray(rows)], value)
+        for name, value in state._asdict().items()})
+
+
+class _Sweep:
+    """The running part of a batch: its problems (``ids``, their places in the whole
+    batch), state, programs and recorder, and the reports of the problems it dropped."""
+
+    def __init__(self, batch: ProblemBatch, solver: Solver, programs: Programs,
+                 recorder: Recorder):
+        self.batch, self.solver, self.programs, self.recorder = batch, solver, programs, recorder
+        self.ids, self.reports = np.arange(batch.G), {}
+        self.compile_seconds = programs.clock.compile_seconds
+        self.step_seconds = np.inf
+
+    def advance(self, state: SolverState) -> tuple[SolverState, int]:
+        """:func:`advance`, then :meth:`compacted` if it pays."""
+        tic = self.programs.clock.seconds()
+        state, steps = advance(state, batch=self.batch, solver=self.solver,
+                               programs=self.programs, recorder=self.recorder,
+                               sharp_from=self.programs.sharp_from)
+        self.step_seconds = min(self.step_seconds, (self.programs.clock.seconds() - tic) / steps)
+        rows = compact_rows(state.running(), step_seconds=self.step_seconds,
+                            steps_left=self.solver.max_steps - state.steps,
+                            compile_seconds=self.compile_seconds)
+        return (state if rows is None else self.compacted(state, rows)), steps
+
+    def compacted(self, state: SolverState, rows: np.ndarray) -> SolverState:
+        """The problems not in ``rows`` (stopped) reported and dropped; the programs of the
+        smaller batch (their compilation time is the next estimate)."""
+        self.report(state, np.setdiff1d(np.arange(self.batch.G), rows))
+        state = _state_rows(state, rows)
+        self.batch = ProblemBatch(self.batch.problem,
+                                  jax.tree.map(lambda a: a[rows], self.batch.state),
+                                  self.batch.theta[rows])
+        self.recorder.losses = [block[rows] for block in self.recorder.losses]
+        self.ids = self.ids[rows]
+        before = self.programs.clock.compile_seconds
+        self.programs = self.programs.for_rows(self.batch, state)
+        self.compile_seconds = self.programs.clock.compile_seconds - before
+        self.step_seconds = np.inf
+        return state
+
+    def report(self, state: SolverState, rows) -> None:
+        """:func:`report` of the problems ``rows`` not reported yet."""
+        losses = self.recorder.stacked_losses()
+        for g in rows:
+            if int(self.ids[g]) not in self.reports:
+                self.reports[int(self.ids[g])] = report(
+                    state, int(g), solver=self.solver, sharp_from=self.programs.sharp_from,
+                    recorder=self.recorder, programs=self.programs, losses=losses)
+
+
 def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, progress: bool,
                    error_fn) -> list[Reconstruction]:
     """The loop shared by :func:`solve` and :func:`solve_batch`."""
@@ -1214,16 +1305,16 @@ def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, prog
     clock = Clock()
     programs = Programs(batch, solver, state, sharp_from, clock)
     recorder = Recorder(truth, error_fn or per_sample_errors, clock)
-    bookkeeping = dict(batch=batch, solver=solver, programs=programs, recorder=recorder)
+    sweep = _Sweep(batch, solver, programs, recorder)
     state = run_blocks(
-        functools.partial(advance, sharp_from=sharp_from, **bookkeeping), state,
+        sweep.advance, state,
         finished=lambda s: s.steps >= solver.max_steps or not s.running().any(),
         total=solver.max_steps, desc=f"solver ({solver.name})", progress=progress,
         status=lambda s: f"loss={s.best_loss.min():.2e}")
-    state = polish_best(state, **bookkeeping)
-    losses = recorder.stacked_losses()
-    return [report(state, g, solver=solver, sharp_from=sharp_from, recorder=recorder,
-                   programs=programs, losses=losses) for g in range(batch.G)]
+    state = polish_best(state, batch=sweep.batch, solver=solver, programs=sweep.programs,
+                        recorder=recorder)
+    sweep.report(state, range(sweep.batch.G))
+    return [sweep.reports[g] for g in range(batch.G)]
 
 
 @precision.float64
@@ -1257,8 +1348,9 @@ def solve_batch(problems: list[ReconstructionProblem], solver: Solver, keys,
     """:func:`solve` for several problems that share their feature map and shapes (RF
     problems padded to one ``P`` with :func:`recon.problems.pad_features`), in one compiled
     program: problems side by side (``vmap``), each with its own starts from its own key
-    (``keys[g]``), each stopping when it is solved. Problem ``g``'s result does not depend on
-    the other problems. A problem whose loss becomes NaN or infinite stops with
+    (``keys[g]``), each stopping when it is solved; once enough have stopped, the blocks run
+    without them (:func:`compact_rows`: a vmapped block computes stopped problems too).
+    Problem ``g``'s result does not depend on the other problems. A problem whose loss becomes NaN or infinite stops with
     ``stop_reason == "non-finite loss"`` (nothing is raised: the others go on). Every problem
     must be determined, as in :func:`solve` (``allow_underdetermined``)."""
     problems = list(problems)

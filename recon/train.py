@@ -6,6 +6,7 @@ which lie in the same span. Whole networks are trained by :func:`train_full_batc
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, NamedTuple
@@ -18,7 +19,7 @@ from flax import nnx
 
 from recon import checks, precision
 from recon.blocks import run_blocks
-from recon.models import RandomFeatures
+from recon.models import BUCKETED_DRAW_ENTRIES, RandomFeatures, activation
 
 Array = jax.Array
 
@@ -38,8 +39,22 @@ def _float64_features(model: RandomFeatures, X: Array) -> np.ndarray:
     in float64). Features rounded to float32 would put ``theta`` in the span of features
     that differ from ``phi(x_i)`` by about ``1e-7`` relative: a sample whose share of
     ``theta`` is that small would then be pinned nowhere near itself (at the authors' size,
-    seed 3: 2.6e-3 instead of 4.9e-4 for the polish started at the truth)."""
-    return np.asarray(model.features(jnp.asarray(X, jnp.float64)), np.float64)
+    seed 3: 2.6e-3 instead of 4.9e-4 for the polish started at the truth). A small stored
+    ``V`` (:data:`recon.models.BUCKETED_DRAW_ENTRIES`) is padded with zero rows to the next
+    power of two of ``p`` (:func:`_dense_features`), so models of many ``p`` (a sweep) share
+    a few compilations instead of one each."""
+    X = jnp.asarray(X, jnp.float64)
+    bucket = 1 << max(model.p - 1, 0).bit_length()
+    if model.streamed or bucket * model.d > BUCKETED_DRAW_ENTRIES:
+        return np.asarray(model.features(X), np.float64)
+    V = jax.device_put(np.pad(np.asarray(model.V[...]), ((0, bucket - model.p), (0, 0))))
+    return np.asarray(_dense_features(V, X, model.activation), np.float64)[:, :model.p]
+
+
+@functools.partial(jax.jit, static_argnames="name")
+def _dense_features(V: Array, X: Array, name: str) -> Array:
+    """``act(X V^T)`` in float64 for the activation called ``name``."""
+    return activation(name)(X @ V.astype(jnp.float64).T)
 
 
 def _training_features(model: RandomFeatures, X: Array, y: Array):
@@ -60,7 +75,7 @@ def _training_features(model: RandomFeatures, X: Array, y: Array):
 
 def _set_readout(model: RandomFeatures, y, Phi, gram, coef) -> FitReport:
     """``model.theta = Phi^T coef`` (in the span of the training features) and its report."""
-    model.theta[...] = jnp.asarray(Phi.T @ coef, model.theta[...].dtype)
+    model.theta[...] = jax.device_put((Phi.T @ coef).astype(model.theta[...].dtype))
     residual = Phi @ np.asarray(model.theta[...], np.float64) - y
     return FitReport(float(np.mean(residual**2)), float(np.linalg.cond(gram)))
 

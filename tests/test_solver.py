@@ -888,6 +888,43 @@ def test_a_batch_solves_each_problem_on_its_own():
         solvers.solve_batch(padded, solver, keys[:2], progress=False)
 
 
+def test_a_batch_drops_its_stopped_problems_only_when_it_pays():
+    running = np.array([True, False, False, True])
+    pays = dict(step_seconds=1e-3, steps_left=10_000, compile_seconds=1.0)
+    np.testing.assert_array_equal(solvers.compact_rows(running, **pays), [0, 3])
+    assert solvers.compact_rows(running, **(pays | dict(steps_left=1000))) is None
+    assert solvers.compact_rows(np.array([True, True, True, True, False]), **pays) is None
+    assert solvers.compact_rows(np.array([True, False]), **pays) is None
+    # a last runner keeps a stopped companion: a batch of one takes other decisions
+    np.testing.assert_array_equal(
+        solvers.compact_rows(np.array([False, False, True, False]), **pays), [0, 2])
+
+
+def test_a_compacted_batch_gives_each_problem_the_same_run(monkeypatch):
+    made = [make_rf(n=2, d=5, p=p, seed=s) for p, s in ((30, 0), (25, 1), (40, 2), (11, 3))]
+    padded = [problems.pad_features(m[3], 40) for m in made]
+    keys = [m[4] for m in made]
+    solver = solvers.preset("default", max_steps=800)
+    monkeypatch.setattr(solvers, "COMPACT_PAYBACK", np.inf)
+    whole = solvers.solve_batch(padded, solver, keys, progress=False)
+    kept = []
+    compacted = solvers._Sweep.compacted
+
+    def spy(self, state, rows):
+        kept.append(list(self.ids[rows]))
+        return compacted(self, state, rows)
+
+    monkeypatch.setattr(solvers._Sweep, "compacted", spy)
+    monkeypatch.setattr(solvers, "COMPACT_PAYBACK", 0.0)
+    dropped = solvers.solve_batch(padded, solver, keys, progress=False)
+    assert kept and all(len(rows) < len(padded) for rows in kept)
+    assert len({r.iterations for r in whole}) == len(whole)  # they stop at different steps
+    for a, b in zip(whole, dropped):
+        np.testing.assert_array_equal(a.X, b.X)
+        assert (a.loss, a.iterations, a.stop_reason) == (b.loss, b.iterations, b.stop_reason)
+        np.testing.assert_array_equal(a.history.loss, b.history.loss)
+
+
 def test_theta_in_the_span_of_any_candidates_is_refused_unless_asked_for():
     """``p <= n``: any n candidates have zero loss, so "converged" would mean nothing."""
     _, _, _, problem, key = make_rf(n=4, d=5, p=4)
