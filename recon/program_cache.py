@@ -51,11 +51,23 @@ def shapes(tree) -> tuple:
 class Program:
     """A jitted function compiled ahead of time once per argument shapes (:func:`shapes`,
     and the 64-bit mode): ``program(*args, compiling=..., **kwargs)`` compiles inside
-    ``compiling(thunk)`` (the solver's clock counts that time as compilation), then runs."""
+    ``compiling(thunk)`` (the solver's clock counts that time as compilation), then runs.
+    ``compiler_options``: XLA's options for that compilation (a backend that refuses one
+    compiles with its defaults)."""
 
-    def __init__(self, jitted):
+    def __init__(self, jitted, compiler_options: dict | None = None):
         self.jitted = jitted
+        self.compiler_options = compiler_options
         self.executables: dict = {}
+
+    def _compile(self, *args, **kwargs):
+        lowered = self.jitted.lower(*args, **kwargs)
+        if self.compiler_options:
+            try:
+                return lowered.compile(self.compiler_options)
+            except jax.errors.JaxRuntimeError:
+                pass
+        return lowered.compile()
 
     def executable(self, *args, compiling: Callable[[Callable], Any] = lambda thunk: thunk(),
                    **kwargs):
@@ -64,7 +76,7 @@ class Program:
         signature = (precision.float64_enabled(), shapes((args, kwargs)))
         executable = self.executables.get(signature)
         if executable is None:
-            executable = compiling(lambda: self.jitted.lower(*args, **kwargs).compile())
+            executable = compiling(lambda: self._compile(*args, **kwargs))
             self.executables[signature] = executable
         return executable
 
@@ -73,15 +85,17 @@ class Program:
         return self.executable(*args, compiling=compiling, **kwargs)(*args, **kwargs)
 
 
-def cached_program(key, build: Callable[[], Any]) -> Program:
-    """The :class:`Program` of ``build()`` (a jitted function) stored under ``key`` (built
-    now if it is not stored: a key that cannot be hashed is never stored)."""
+def cached_program(key, build: Callable[[], Any],
+                   compiler_options: dict | None = None) -> Program:
+    """The :class:`Program` of ``build()`` (a jitted function, compiled with
+    ``compiler_options``) stored under ``key`` (built now if it is not stored: a key that
+    cannot be hashed is never stored)."""
     try:
         program = _PROGRAMS.pop(key)
     except KeyError:
-        program = Program(build())
+        program = Program(build(), compiler_options)
     except TypeError:  # an unhashable setting: compile for this run only
-        return Program(build())
+        return Program(build(), compiler_options)
     _PROGRAMS[key] = program
     while len(_PROGRAMS) > CACHE_SIZE:
         _PROGRAMS.popitem(last=False)

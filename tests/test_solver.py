@@ -282,6 +282,19 @@ def test_programs_do_not_hold_the_problems_arrays():
     assert kind != program_cache.program_problem(make_rf(n=3, d=6, p=61)[3])
 
 
+def test_a_program_compiles_with_its_options_or_else_with_the_defaults():
+    x = jnp.linspace(0.0, 1.0, 7)
+    lowered = jax.jit(jnp.sin).lower(x)
+    options = {"xla_backend_optimization_level": 1}
+    program = program_cache.Program(jax.jit(jnp.sin), options)
+    np.testing.assert_allclose(program(x), np.sin(np.asarray(x)), rtol=1e-6)
+    assert program.compiler_options == options
+    with pytest.raises(jax.errors.JaxRuntimeError, match="no_such_option"):
+        lowered.compile({"no_such_option": 1})
+    refused = program_cache.Program(jax.jit(jnp.sin), {"no_such_option": 1})
+    np.testing.assert_allclose(refused(x), np.sin(np.asarray(x)), rtol=1e-6)
+
+
 def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():
     ds, _, _, problem, key = make_rf(n=4, d=8, p=640, seed=1)
     X = ds.X.at[3].set(ds.X[0])[None]  # one start: sample 3 missing, sample 0 twice
