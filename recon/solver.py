@@ -528,7 +528,7 @@ class Programs:
 
     def for_rows(self, batch: ProblemBatch, state: SolverState) -> Programs:
         """The programs of the same run for ``batch`` and ``state``, some of this batch's
-        problems (:func:`compacted`): the same decisions (the guesses of the end game are
+        problems (:meth:`_Sweep.compacted`): the same decisions (the guesses of the end game are
         placed or not as for the whole batch), the blocks compiled for the smaller batch."""
         return Programs(batch, self.solver, state, self.sharp_from, self.clock,
                         guesses=self._guess is not None)
@@ -1216,9 +1216,10 @@ def _checked_truth(problem: ReconstructionProblem, solver: Solver, truth):
     return checks.finite_array("truth", truth)
 
 
-#: a batch drops its stopped problems from its blocks (:func:`compacted`) only when the steps
-#: this saves, at the pace of its fastest block over the budget left, would take more than
-#: this many times the compilation of its programs
+#: a batch drops its stopped problems from its blocks (:func:`compact_rows`) only when the
+#: steps this saves, at the pace of its fastest block over as many steps again as it has run
+#: (at most the budget left: problems still running after ``t`` steps are guessed to run
+#: about ``t`` more), would take more than this many times the compilation of its programs
 COMPACT_PAYBACK = 2.0
 
 
@@ -1268,7 +1269,7 @@ class _Sweep:
                                sharp_from=self.programs.sharp_from)
         self.step_seconds = min(self.step_seconds, (self.programs.clock.seconds() - tic) / steps)
         rows = compact_rows(state.running(), step_seconds=self.step_seconds,
-                            steps_left=self.solver.max_steps - state.steps,
+                            steps_left=min(self.solver.max_steps - state.steps, state.steps),
                             compile_seconds=self.compile_seconds)
         return (state if rows is None else self.compacted(state, rows)), steps
 
