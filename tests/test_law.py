@@ -161,6 +161,13 @@ def test_ratio_bands_pad_each_cell_to_its_band():
                                                                      4.0, 4.0]
     s = LawSweep(sizes=[[2, 5]], ratios=[0.8, 1.0, 1.6], seeds=[0])
     assert {c["pad_to"] for c in s.cells()} == {16}
+    # a band of fewer than half the ratios of the band above joins it, at small sizes only
+    ratios = [0.25, 0.5, 0.8, 0.9, 1.0, 1.2, 1.6, 2.0, 4.0]
+    assert law.ratio_bands(ratios, join_small=True) == [1.6] * 7 + [4.0] * 2
+    assert law.ratio_bands([0.25, 0.5, 0.8, 1.6], join_small=True) == [0.5, 0.5, 1.6, 1.6]
+    s = LawSweep(sizes=[[2, 5], [10, 40]], ratios=ratios, seeds=[0])
+    pads = {(c["n"], c["ratio"]): c["pad_to"] for c in s.cells()}
+    assert pads[2, 0.25] == pads[2, 1.6] == 16 and pads[10, 0.25] == 200  # 10 d n d n = 1.6e5
 
 
 def test_batched_cells_match_their_single_runs_in_what_they_recover():

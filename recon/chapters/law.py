@@ -66,19 +66,33 @@ _CELL_DEFAULTS = {name: p.default for name, p in inspect.signature(rf_cell).para
                   if p.default is not inspect.Parameter.empty}
 
 
-def ratio_bands(ratios, spread: float = 2.0) -> list[float]:
+#: at most this many multiply-adds ``n d P`` per candidate-feature evaluation at ``p = d n``, a
+#: size's blocks cost less than their compilation (:func:`ratio_bands`' ``join_small``): at
+#: the quick grid's largest, ``n=3, d=50`` (22,500), a band of 6 cells cost 12 s on its own,
+#: the 33 cells of the two bands together 34 s against 28 s for the 27 of the upper one
+SMALL_SIZE_WORK = 1e5
+
+
+def ratio_bands(ratios, spread: float = 2.0, join_small: bool = False) -> list[float]:
     """For each ratio of ``ratios`` (increasing), the largest ratio of its band: bands are
     formed from the smallest ratio up, each holding the ratios within ``spread`` times its
     first. Cells of one band are padded to its largest ``p`` and solved in one batch, so a
-    size costs one compilation per band (and at most ``spread`` times the unpadded work)."""
+    size costs one compilation per band (and at most ``spread`` times the unpadded work).
+    With ``join_small`` (a size whose blocks cost less than their compilation:
+    :data:`SMALL_SIZE_WORK`), a band of fewer than half as many ratios as the band above
+    joins it: its cells are padded further, the upper band's never are."""
     ratios = checks.increasing_ratios("ratios", list(ratios))
-    tops, first = [], None
+    bands, first = [], None
     for r in ratios:
         if first is None or r > spread * first:
             first = r
-            tops.append([])
-        tops[-1].append(r)
-    return [band[-1] for band in tops for _ in band]
+            bands.append([])
+        bands[-1].append(r)
+    if join_small:
+        for i in range(len(bands) - 2, -1, -1):
+            if 2 * len(bands[i]) < len(bands[i + 1]):
+                bands[i:i + 2] = [bands[i] + bands[i + 1]]
+    return [band[-1] for band in bands for _ in band]
 
 
 def _cell_metrics(dataset, problem, fit, result, threshold: float, batch_size: int) -> dict:
@@ -394,12 +408,14 @@ class LawSweep(ChapterSettings):
 
     def cells(self) -> list[dict]:
         """Every sweep cell, default preset first, then the reference column; each cell is
-        padded to the largest ``p`` of its ratio band (:func:`ratio_bands`), so that the
-        cells of a band run as one batch (:func:`rf_cells`)."""
+        padded to the largest ``p`` of its ratio band (:func:`ratio_bands`; small bands join
+        the one above at sizes up to :data:`SMALL_SIZE_WORK`), so that the cells of a band
+        run as one batch (:func:`rf_cells`)."""
         common = {"activation": self.activation, "threshold": self.threshold}
-        tops = dict(zip(self.ratios, ratio_bands(self.ratios)))
 
         def column(n, d, solver, max_steps):
+            tops = dict(zip(self.ratios, ratio_bands(
+                self.ratios, join_small=n * d * d * n <= SMALL_SIZE_WORK)))
             return [dict(n=n, d=d, ratio=r, seed=s, solver=solver, max_steps=max_steps,
                          pad_to=max(1, round(tops[r] * d * n)), **common)
                     for r in self.ratios for s in self.seeds]
