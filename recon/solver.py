@@ -1251,8 +1251,9 @@ def _state_rows(state: SolverState, rows: np.ndarray) -> SolverState:
 
 
 class _Sweep:
-    """The running part of a batch: its problems (``ids``, their places in the whole
-    batch), state, programs and recorder, and the reports of the problems it dropped."""
+    """The part of a batch its blocks still run: its problems (``ids``, their places in the
+    whole batch), their programs and recorder, and the reports of the problems it dropped
+    (:func:`compact_rows`). Its :meth:`advance` is the loop's step."""
 
     def __init__(self, batch: ProblemBatch, solver: Solver, programs: Programs,
                  recorder: Recorder):
@@ -1357,9 +1358,10 @@ def solve_batch(problems: list[ReconstructionProblem], solver: Solver, keys,
     program: problems side by side (``vmap``), each with its own starts from its own key
     (``keys[g]``), each stopping when it is solved; once enough have stopped, the blocks run
     without them (:func:`compact_rows`: a vmapped block computes stopped problems too).
-    Problem ``g``'s result does not depend on the other problems. A problem whose loss becomes NaN or infinite stops with
-    ``stop_reason == "non-finite loss"`` (nothing is raised: the others go on). Every problem
-    must be determined, as in :func:`solve` (``allow_underdetermined``)."""
+    Problem ``g``'s result does not depend on the other problems. A problem whose loss
+    becomes NaN or infinite stops with ``stop_reason == "non-finite loss"`` (nothing is
+    raised: the others go on). Every problem must be determined, as in :func:`solve`
+    (``allow_underdetermined``)."""
     problems = list(problems)
     batch = stack_problems(problems)
     for problem in problems:
