@@ -84,14 +84,22 @@ def smoothed_activation(name: str, beta) -> Callable[[Array], Array]:
 BUCKETED_DRAW_ENTRIES = 1 << 22
 
 
+def bucket_rows(rows: int, d: int) -> int | None:
+    """The next power of two of ``rows``, at which a small ``rows x d`` array is computed and
+    then cut (one compilation for every ``rows`` up to it), or ``None`` above
+    :data:`BUCKETED_DRAW_ENTRIES` entries."""
+    bucket = 1 << max(rows - 1, 0).bit_length()
+    return bucket if bucket * d <= BUCKETED_DRAW_ENTRIES else None
+
+
 def gaussian_rows(key: Array, rows: int, d: int, dtype=jnp.float32) -> Array:
     """``rows x d`` i.i.d. ``N(0, 1/d)`` entries drawn from ``key``: ``jax.random.normal(key,
     (rows, d)) / sqrt(d)``, exactly. JAX's partitionable Threefry gives the same leading rows
     whatever the number drawn, so a small draw is made at the next power of two of ``rows``
     and cut on the host: one compiled draw then serves every ``rows`` up to that size (a
     sweep over ``p`` compiles a few draws, not one per ``p``)."""
-    bucket = 1 << max(rows - 1, 0).bit_length()
-    if not jax.config.jax_threefry_partitionable or bucket * d > BUCKETED_DRAW_ENTRIES:
+    bucket = bucket_rows(rows, d)
+    if not jax.config.jax_threefry_partitionable or bucket is None:
         return jax.random.normal(key, (rows, d), dtype) / jnp.sqrt(d)
     drawn = jax.random.normal(key, (bucket, d), dtype) / jnp.sqrt(d)
     return jax.device_put(np.asarray(drawn)[:rows])

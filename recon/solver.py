@@ -1246,8 +1246,7 @@ def compact_rows(running: np.ndarray, *, step_seconds: float, steps_left: int,
 def _state_rows(state: SolverState, rows: np.ndarray) -> SolverState:
     """``state`` for the problems ``rows`` only."""
     return SolverState(**{name: value if name == "steps" else jax.tree.map(
-        lambda a: a[rows] if isinstance(a, np.ndarray) else a[jnp.asarray(rows)], value)
-        for name, value in state._asdict().items()})
+        lambda a: a[rows], value) for name, value in state._asdict().items()})
 
 
 class _Sweep:

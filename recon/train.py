@@ -19,7 +19,7 @@ from flax import nnx
 
 from recon import checks, precision
 from recon.blocks import run_blocks
-from recon.models import BUCKETED_DRAW_ENTRIES, RandomFeatures, activation
+from recon.models import RandomFeatures, activation, bucket_rows
 
 Array = jax.Array
 
@@ -40,12 +40,12 @@ def _float64_features(model: RandomFeatures, X: Array) -> np.ndarray:
     that differ from ``phi(x_i)`` by about ``1e-7`` relative: a sample whose share of
     ``theta`` is that small would then be pinned nowhere near itself (at the authors' size,
     seed 3: 2.6e-3 instead of 4.9e-4 for the polish started at the truth). A small stored
-    ``V`` (:data:`recon.models.BUCKETED_DRAW_ENTRIES`) is padded with zero rows to the next
-    power of two of ``p`` (:func:`_dense_features`), so models of many ``p`` (a sweep) share
-    a few compilations instead of one each."""
+    ``V`` is padded with zero rows to the next power of two of ``p``
+    (:func:`recon.models.bucket_rows`, :func:`_dense_features`), so models of many ``p`` (a
+    sweep) share a few compilations instead of one each."""
     X = jnp.asarray(X, jnp.float64)
-    bucket = 1 << max(model.p - 1, 0).bit_length()
-    if model.streamed or bucket * model.d > BUCKETED_DRAW_ENTRIES:
+    bucket = bucket_rows(model.p, model.d)
+    if model.streamed or bucket is None:
         return np.asarray(model.features(X), np.float64)
     V = jax.device_put(np.pad(np.asarray(model.V[...]), ((0, bucket - model.p), (0, 0))))
     return np.asarray(_dense_features(V, X, model.activation), np.float64)[:, :model.p]
