@@ -2,8 +2,8 @@
 its checkpoints: :func:`reseed_program` (a compiled one-point search that replaces a stuck
 start's least useful candidate), :func:`clone_targets` (which stuck starts restart from a copy
 of the best one), :func:`polish_program` (a matrix-free Gauss-Newton polish),
-:func:`guess_program` (the least pinned candidate placed at the problem's guess of what the
-others leave out) and :func:`leave_one_out_confidence` (how firmly ``theta`` pins each
+:func:`guess_program` (the least pinned candidates placed at the problem's guesses of what
+the others leave out) and :func:`leave_one_out_confidence` (how firmly ``theta`` pins each
 candidate). Their settings are the parts of :mod:`recon.solver_parts`.
 """
 
@@ -137,15 +137,25 @@ def polish_applies(problem: ReconstructionProblem, polish: Polish | None) -> boo
 
 
 def guess_program(problem: ReconstructionProblem, ridge: float):
-    """A jitted ``place(X, state, theta, sign) -> X`` for one start of a problem with a
-    ``guess``: the candidate of :func:`left_out_direction` (the least pinned) replaced by
-    ``sign`` times ``guess(state, r, 1)``, the one input guessed from the residual ``r`` the
-    other candidates leave out of ``theta`` (for random features the method of moments,
-    :func:`recon.moments.moment_guess`, whose sign is itself a guess: hence ``sign``)."""
-    def place(X, state, theta, sign):
-        worst, left_out = left_out_direction(problem, state, theta, X, 0, ridge)
-        guess = jnp.reshape(problem.guess(state, left_out, 1), problem.input_shape)
-        return X.at[worst].set((sign * guess).astype(X.dtype))
+    """A jitted ``place(X, state, theta, out, sign) -> X`` for one start of a problem with a
+    ``guess``: the candidates flagged in ``out`` (``(n,)`` booleans, ``m`` of them) replaced
+    by ``sign`` times the guesses of ``m`` inputs, ``guess(state, r, m)``, from the residual
+    ``r = theta - P_kept theta`` the other candidates leave out of ``theta`` (for random
+    features the method of moments, :func:`recon.moments.moment_guess`: the ``m`` leading
+    eigenvectors of the residual's second moment, each signed by its first moment; with
+    ``m = 1`` that sign is itself a guess: hence ``sign``). The guesses are computed for
+    ``min(n, d)`` inputs whatever ``m`` (the leading ones are the same), so one program
+    serves every ``m``."""
+    k = min(problem.n, problem.d)
+
+    def place(X, state, theta, out, sign):
+        F = problem.features(state, X)
+        F = jnp.where(jnp.repeat(~out, F.shape[0] // problem.n)[:, None], F, 0)
+        guesses = problem.guess(state, projection_residual(F, theta, ridge), k)
+        guesses = jnp.reshape(guesses, (k,) + problem.input_shape)[
+            jnp.clip(jnp.cumsum(out) - 1, 0, k - 1)]
+        flags = out.reshape((problem.n,) + (1,) * len(problem.input_shape))
+        return jnp.where(flags, (sign * guesses).astype(X.dtype), X)
 
     return jax.jit(place)
 
@@ -205,9 +215,10 @@ def walk_program(problem: ReconstructionProblem, steps: int, lr: float, ridge: f
 
 def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
                    precise: bool = False):
-    """A jitted ``polish(X, state, theta, left_out=-1) -> (X, loss, products)``:
+    """A jitted ``polish(X, state, theta, left_out=None) -> (X, loss, products)``:
     Levenberg-Marquardt on the residual ``r(X) = (theta - P(X) theta) / ||theta||``,
-    matrix-free; candidate ``left_out`` (if any) is left out of the span and stays put.
+    matrix-free; the candidates flagged in ``left_out`` (``(n,)`` booleans; ``None``: none)
+    are left out of the span and stay put.
 
     Rows are ``X_i = r u_i / |u_i|``, so the sphere needs no constraint. Each iteration
     solves ``(J^T J + lambda I) delta = -J^T r`` by at most ``polish.cg_steps`` steps of
@@ -223,9 +234,10 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
     def candidates(u):
         return sphere.on_spheres(u.reshape((problem.n,) + problem.input_shape), problem.radius)
 
-    def run(X, state, theta, left_out=-1):
+    def run(X, state, theta, left_out=None):
         dtype = jnp.float64 if precise else X.dtype
-        kept, theta64 = jnp.arange(problem.n) != left_out, theta.astype(jnp.float64)
+        kept = jnp.ones(problem.n, bool) if left_out is None else ~left_out
+        theta64 = theta.astype(jnp.float64)
         scale = _polish_scales(problem, polish, state, theta, X.astype(dtype), ridge)
 
         def residual(u):

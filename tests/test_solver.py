@@ -262,7 +262,7 @@ def test_a_floor_with_every_candidate_pinned_ends_the_reseed_rounds(monkeypatch)
     floored = dataclasses.replace(  # theta a little outside the data's span: a loss floor
         problem, theta=theta + 1e-4 * jnp.linalg.norm(theta) * noise / np.sqrt(theta.size))
     reseeded = []  # the rounds' moves: the guess first, then the search
-    for move in ("reseed_one", "place_guess"):
+    for move in ("reseed_one", "place_guesses"):
         original = getattr(solvers.Programs, move)
         monkeypatch.setattr(solvers.Programs, move, lambda self, *a, _original=original, **k:
                             reseeded.append(1) or _original(self, *a, **k))
@@ -328,19 +328,24 @@ def test_the_guess_places_the_least_pinned_candidate_at_the_missing_sample():
     ds, _, _, problem, _ = make_rf(n=4, d=20, p=8000, seed=2)
     X = ds.X.at[3].set(ds.X[0])  # sample 3 missing, sample 0 twice
     place = guess_program(problem, ridge=1e-10)
-    placed = {sign: np.asarray(place(X, problem.state, problem.theta, sign))
+    out = np.arange(4) == 3
+    placed = {sign: np.asarray(place(X, problem.state, problem.theta, out, sign))
               for sign in (1.0, -1.0)}
-    moved = np.flatnonzero(np.any(placed[1.0] != np.asarray(X), axis=1))
-    assert moved.size == 1 and moved[0] in (0, 3)  # one of the two copies, the others kept
-    np.testing.assert_allclose(placed[-1.0][moved[0]], -placed[1.0][moved[0]], rtol=1e-6)
-    u = placed[1.0][moved[0]]
+    np.testing.assert_array_equal(placed[1.0][:3], np.asarray(X[:3]))  # the others kept
+    np.testing.assert_allclose(placed[-1.0][3], -placed[1.0][3], rtol=1e-6)
+    u = placed[1.0][3]
     assert np.linalg.norm(u) == pytest.approx(problem.radius, rel=1e-5)
     cosine = abs(u @ np.asarray(ds.X[3])) / (np.linalg.norm(u) * np.linalg.norm(ds.X[3]))
     assert cosine > 0.8  # a random direction of R^20: about 0.2
     state = solvers.initial_state(problem, default := solvers.preset("default"), 1, 0,
                                   jax.random.split(jax.random.key(0), 1))
-    assert solvers.Programs(problems.stack_problems([problem]), default, state, 0,
-                            solvers.Clock()).guess_signs() == [1.0, -1.0]
+    programs = solvers.Programs(problems.stack_problems([problem]), default, state, 0,
+                                solvers.Clock())
+    # one loose candidate: it alone, at the guess and its opposite; several: first the group
+    # of them and the next least pinned one
+    assert programs.guess_moves(np.array([5.0, 0.5, 1e4, 1e5])) == [(1, 1.0), (1, -1.0)]
+    assert programs.guess_moves(np.array([0.2, 0.5, 3.0, 1e5])) == [(3, 1.0), (1, 1.0),
+                                                                     (1, -1.0)]
     # no guess placed for tanh (c_2 = 0), below p = 2 d^2, or with the setting off: the rounds
     # use the search
     for tried, solver in ((problem, solvers.preset("default", polish=solvers.Polish(
@@ -348,9 +353,34 @@ def test_the_guess_places_the_least_pinned_candidate_at_the_missing_sample():
                           (make_rf(n=4, d=20, p=799)[3], default)):
         batch = problems.stack_problems([tried])
         state = solvers.initial_state(tried, solver, 1, 0, jax.random.split(jax.random.key(0), 1))
-        assert solvers.Programs(batch, solver, state, 0, solvers.Clock()).guess_signs() == []
+        assert solvers.Programs(batch, solver, state, 0,
+                                solvers.Clock()).guess_moves(np.zeros(4)) == []
     with pytest.raises(TypeError, match="polish guesses must be true or false"):
         solvers.Polish(guesses="yes")
+
+
+def test_the_group_guess_places_two_loose_candidates_at_the_two_missing_samples():
+    ds, _, _, problem, _ = make_rf(n=6, d=20, p=8000, seed=2)
+    X = project_to_sphere(ds.X + 0.02 * jax.random.normal(jax.random.key(1), ds.X.shape),
+                          problem.radius)
+    stand_ins = project_to_sphere(jax.random.normal(jax.random.key(2), (2, 20)), problem.radius)
+    X = X.at[4:].set(stand_ins)  # samples 4 and 5 missing: random points in their place
+    solver = solvers.preset("default")
+    state = solvers.initial_state(problem, solver, 1, 0, jax.random.split(jax.random.key(0), 1))
+    programs = solvers.Programs(problems.stack_problems([problem]), solver, state, 0,
+                                solvers.Clock())
+    confidence = programs.confidences(X, 0)
+    assert set(np.argsort(confidence)[:2]) == {4, 5}
+    assert programs.guess_moves(confidence)[0] == (3, 1.0)  # two loose ones and the next
+    placed, products = solvers._group_guess(X, confidence, 2, 0, programs=programs)
+    moved = np.flatnonzero(np.any(np.asarray(placed) != np.asarray(X), axis=1))
+    assert moved.size == 6 and products > 0  # the other four were polished without them
+    guessed = np.asarray(placed)[4:] / problem.radius
+    cosines = np.abs(guessed @ np.asarray(ds.X[4:]).T) / problem.radius
+    assert sorted(cosines.max(axis=1)) == pytest.approx([1.0, 1.0], abs=0.2)
+    assert sorted(np.argmax(cosines, axis=1)) == [0, 1]  # one guess per missing sample
+    polished, loss, _ = programs.polish(placed, 0)
+    assert loss < 1e-12 and metrics.per_sample_errors(polished, ds.X).max() < 1e-3
 
 
 def test_a_lone_start_stalled_with_one_sample_missing_is_rescued_not_restarted():
@@ -387,22 +417,20 @@ def test_a_lone_start_stalled_with_one_sample_missing_is_rescued_not_restarted()
                                    recorder=solvers.Recorder(None, None, clock))[1].all()
 
 
-def test_a_candidate_left_out_of_the_polish_stays_and_adds_nothing_to_the_span():
+def test_candidates_left_out_of_the_polish_stay_and_add_nothing_to_the_span():
     ds, _, _, problem, _ = make_rf(n=4, d=8, p=640, seed=1)
     X = project_to_sphere(ds.X + 0.01 * jax.random.normal(jax.random.key(3), ds.X.shape),
                           problem.radius)
     X = X.at[3].set(X[0])  # sample 3 missing, sample 0 twice
     polish = polish_program(problem, solvers.Polish(), 1e-10)
-    polished, loss, _ = polish(X, problem.state, problem.theta, np.int32(3))
-    np.testing.assert_allclose(polished[3], X[3], atol=1e-6)  # the left-out one stays
-    F = problem.feature_matrix(polished[:3])
-    assert float(loss) == pytest.approx(float(projection_share(F, problem.theta)), rel=1e-6)
-    before = float(projection_share(problem.feature_matrix(X[:3]), problem.theta))
-    assert float(loss) < before
-    # -1 leaves nobody out: the plain polish, the same numbers as without the argument
-    plain = polish(X, problem.state, problem.theta)
-    np.testing.assert_array_equal(plain[0], polish(X, problem.state, problem.theta,
-                                                   np.int32(-1))[0])
+    for out in ([3], [2, 3]):
+        flags = np.isin(np.arange(4), out)
+        polished, loss, _ = polish(X, problem.state, problem.theta, flags)
+        np.testing.assert_allclose(polished[flags], X[flags], atol=1e-6)  # the left out stay
+        F = problem.feature_matrix(polished[~flags])
+        assert float(loss) == pytest.approx(float(projection_share(F, problem.theta)), rel=1e-6)
+        before = float(projection_share(problem.feature_matrix(X[~flags]), problem.theta))
+        assert float(loss) < before
 
 
 def test_the_walk_descends_on_the_spheres():
