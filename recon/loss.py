@@ -57,7 +57,28 @@ def projection_residual(F: Array, theta: Array, ridge: float = 1e-10) -> Array:
     """``theta - F^T A^{-1} F theta`` (:func:`ridged_gram`), the part of ``theta`` outside the
     span of the rows of ``F`` (``rows x P``; ``theta`` has ``P`` entries)."""
     _check_shapes(F, theta)
-    return _projection(F.astype(jnp.float64), theta.astype(jnp.float64), ridge)[0]
+    return _residual(F.astype(jnp.float64), theta.astype(jnp.float64), float(ridge))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _residual(F: Array, theta: Array, ridge: float) -> Array:
+    return _projection(F, theta, ridge)[0]
+
+
+@_residual.defjvp
+def _residual_jvp(ridge: float, primals, tangents):
+    """The derivative of ``r = theta - F^T c`` (``A c = F theta``, ``A = F F^T + lambda I``)
+    written with matrix-vector products only: ``dc = A^{-1} (dF r - F dF^T c - dlambda c +
+    F dtheta)``, ``dr = dtheta - dF^T c - F^T dc``, ``dlambda = (2 ridge / rows) sum(F . dF)``
+    (``F r = lambda c``). Automatic differentiation would form ``dA = dF F^T + F dF^T``, two
+    ``rows x P x rows`` products, on every Jacobian product of the polish. Linear in the
+    tangents, so it transposes for reverse mode."""
+    (F, theta), (dF, dtheta) = primals, tangents
+    r, c, factor, lam = _projection(F, theta, ridge)
+    dlam = (2.0 * ridge / F.shape[0]) * jnp.sum(F * dF)
+    dFt_c = dF.T @ c
+    dc = jax.scipy.linalg.cho_solve(factor, dF @ r - F @ dFt_c - dlam * c + F @ dtheta)
+    return r, dtheta - dFt_c - F.T @ dc
 
 
 def projection_share(F: Array, theta: Array, ridge: float = 1e-10) -> Array:

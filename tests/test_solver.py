@@ -52,6 +52,28 @@ def test_written_out_gradient_is_automatic_differentiation_of_the_formula(ridge)
             np.testing.assert_allclose(batched[0], ours[0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("ridge", [0.0, 1e-10, 1e-3])
+def test_written_out_residual_derivative_is_automatic_differentiation_of_the_formula(ridge):
+    from recon.loss import projection_residual, ridged_gram
+
+    def formula(F, theta):
+        return theta - F.T @ jnp.linalg.solve(ridged_gram(F, ridge), F @ theta)
+
+    with jax.enable_x64(True):
+        F, dF = (jax.random.normal(jax.random.key(i), (5, 40), jnp.float64) for i in (0, 2))
+        theta, dtheta, w = (jax.random.normal(jax.random.key(i), (40,), jnp.float64)
+                            for i in (1, 3, 4))
+        ours = jax.jvp(lambda F, t: projection_residual(F, t, ridge), (F, theta), (dF, dtheta))
+        auto = jax.jvp(formula, (F, theta), (dF, dtheta))
+        for a, b in zip(ours, auto):
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10 * float(jnp.abs(b).max()))
+        # reverse mode transposes the written-out derivative
+        ours = jax.grad(lambda F, t: projection_residual(F, t, ridge) @ w, (0, 1))(F, theta)
+        auto = jax.grad(lambda F, t: formula(F, t) @ w, (0, 1))(F, theta)
+        for a, b in zip(ours, auto):
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10 * float(jnp.abs(b).max()))
+
+
 @pytest.mark.parametrize("activation", ["tanh", "softplus", "relu"])
 def test_gradient_matches_finite_differences(activation):
     ds, _, _, problem, key = make_rf(n=4, d=6, p=200, activation=activation,
