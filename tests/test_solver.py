@@ -1098,3 +1098,31 @@ def test_the_end_games_reseed_shares_the_checks_compiled_program():
                                state=jax.tree.map(lambda a: a[rows], batch.state),
                                theta=batch.theta[rows])[0]
         np.testing.assert_allclose(one, lone, atol=1e-6)
+
+
+def test_an_end_game_is_due_when_a_start_itself_falls_tenfold_below_the_last_ones_origin(
+        monkeypatch):
+    """The last end game started at loss 1e-3 and left 1e-6, a nearby minimum Adam does not
+    follow: once the start's own loss is 5e-5 (below a tenth of 1e-3) the end game runs
+    again, from the start's own point, though the best (1e-6) has not fallen at all."""
+    _, _, _, problem, _ = make_rf(n=3, d=6, p=120)
+    solver = solvers.preset("default")
+    state = solvers.initial_state(problem, solver, 2, 0, jax.random.split(jax.random.key(0), 1))
+    programs = solvers.Programs(problems.stack_problems([problem]), solver, state, 0,
+                                solvers.Clock())
+    state = state._replace(best_X=-state.X, best_loss=np.array([[1e-6, 1e-2]]),
+                           polished=np.array([1e-6]), polished_from=np.array([1e-3]))
+    polished_from = []
+    monkeypatch.setattr(solvers.Programs, "polish", lambda self, X, g, **k: polished_from.append(
+        np.asarray(X)) or (X, 1.0, 0))
+    recorder = solvers.Recorder(None, None, programs.clock)
+
+    def run(current):
+        return solvers.end_games(state, np.zeros(1, bool), batch=programs.batch, solver=solver,
+                                 programs=programs, recorder=recorder, current=current)
+
+    run(np.array([[2e-4, 1e-2]]))  # a fifth of the origin: not yet
+    assert not polished_from
+    after = run(np.array([[1e-2, 5e-5]]))
+    np.testing.assert_array_equal(polished_from[0], np.asarray(state.X[0, 1]))  # its own point
+    assert after.polished_from[0] == 5e-5
