@@ -134,7 +134,9 @@ class Polish(_Part):
     features) and ``p >= 2 d^2`` (:func:`recon.solver.places_guesses`), a round first places
     the least pinned candidate at the guess of one input from the part of ``theta`` the other
     candidates leave out (that guess, then its opposite), and re-seeds by the search only once
-    both are rejected. With ``cleaned``, the search runs on a clean residual: the other
+    both are rejected; where several candidates have a confidence below 1, the first round
+    places them and the next least pinned one together, at the guesses of as many inputs from
+    what the others leave out once polished without them (:func:`recon.solver._group_guess`). With ``cleaned``, the search runs on a clean residual: the other
     candidates are polished without the least pinned one first (its features left out of
     the span), and the searched point is followed by ``walk_steps`` steps of Adam at
     learning rate ``walk_lr`` before the polish (:func:`recon.solver._cleaned_reseed`), from
