@@ -217,8 +217,7 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
                    precise: bool = False):
     """A jitted ``polish(X, state, theta, left_out=None) -> (X, loss, products)``:
     Levenberg-Marquardt on the residual ``r(X) = (theta - P(X) theta) / ||theta||``,
-    matrix-free; the candidates flagged in ``left_out`` (``(n,)`` booleans; ``None``: none)
-    are left out of the span and stay put.
+    matrix-free; candidates flagged in ``left_out`` (``(n,)`` booleans) stay out of the span.
 
     Rows are ``X_i = r u_i / |u_i|``, so the sphere needs no constraint. Each iteration
     solves ``(J^T J + lambda I) delta = -J^T r`` by at most ``polish.cg_steps`` steps of
@@ -236,13 +235,13 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
 
     def run(X, state, theta, left_out=None):
         dtype = jnp.float64 if precise else X.dtype
-        kept = jnp.ones(problem.n, bool) if left_out is None else ~left_out
         theta64 = theta.astype(jnp.float64)
         scale = _polish_scales(problem, polish, state, theta, X.astype(dtype), ridge)
 
         def residual(u):
             F = problem.features(state, candidates(u).astype(dtype))
-            F = jnp.where(jnp.repeat(kept, F.shape[0] // problem.n)[:, None], F, 0)
+            if left_out is not None:
+                F = jnp.where(jnp.repeat(left_out, F.shape[0] // problem.n)[:, None], 0, F)
             return projection_residual(F, theta64, ridge) / jnp.linalg.norm(theta64)
 
         def iteration(carry):
