@@ -136,10 +136,11 @@ class Polish(_Part):
     candidates leave out (that guess, then its opposite), and re-seeds by the search only once
     both are rejected; where several candidates have a confidence below 1, the first round
     places them and the next least pinned one together, at the guesses of as many inputs from
-    what the others leave out once polished without them (:func:`recon.solver._group_guess`). With ``cleaned``, the search runs on a clean residual: the other
-    candidates are polished without the least pinned one first (its features left out of
-    the span), and the searched point is followed by ``walk_steps`` steps of Adam at
-    learning rate ``walk_lr`` before the polish (:func:`recon.solver._cleaned_reseed`), from
+    what the others leave out once polished without them (:func:`recon.solver._group_guess`).
+    With ``cleaned``, the search runs on a clean residual: the other candidates are polished
+    without the least pinned one first (its features left out of the span), and the searched
+    point is followed by ``walk_steps`` steps of Adam at learning rate ``walk_lr`` before the
+    polish (:func:`recon.solver._cleaned_reseed`), from
     a loss below ``below`` only (above it, in a rescue, the walk lowers the loss whatever the
     re-seed): at ratio 2 of the law grid's largest size (``n=20, d=100, p=4000``) it
     recovered seeds 2 and 3, which ran their whole budget without it. Polished too early, a
