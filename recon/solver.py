@@ -562,14 +562,18 @@ class Programs:
     def _problem(self, g: int):
         return jax.tree.map(lambda a: a[g], self.batch.state), self.batch.theta[g]
 
+    def _flags(self, candidates) -> np.ndarray:
+        """``(n,)`` booleans, set at the indices ``candidates``."""
+        flags = np.zeros(self.batch.problem.n, bool)
+        flags[list(candidates)] = True
+        return flags
+
     def polish(self, X, g: int, precise: bool = False, left_out=()):
         """:func:`recon.solver_moves.polish_program` from the candidates ``X`` of problem
         ``g``: ``(X, loss, products)``; ``precise``: its float64 features; ``left_out``: the
         indices of the candidates left out of the span (their features zeroed)."""
         state, theta = self._problem(g)
-        out = np.zeros(self.batch.problem.n, bool)
-        out[list(left_out)] = True
-        X, loss, products = self._polish[precise](X, state, theta, out,
+        X, loss, products = self._polish[precise](X, state, theta, self._flags(left_out),
                                                   compiling=self.clock.compiling)
         return X, float(loss), int(products)
 
@@ -611,9 +615,7 @@ class Programs:
         times the guesses from what the others leave out
         (:func:`recon.solver_moves.guess_program`)."""
         state, theta = self._problem(g)
-        flags = np.zeros(self.batch.problem.n, bool)
-        flags[list(out)] = True
-        return self._guess(X, state, theta, flags, jnp.asarray(sign, X.dtype),
+        return self._guess(X, state, theta, self._flags(out), jnp.asarray(sign, X.dtype),
                            compiling=self.clock.compiling)
 
     def confidences(self, X, g: int, precise: bool = False) -> np.ndarray:
