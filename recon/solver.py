@@ -44,7 +44,7 @@ __all__ = ["Cloning", "History", "PARTS", "Polish", "PRESETS", "Reconstruction",
            "Smoothing", "Solver", "SolverState", "clone_targets", "initial_candidates",
            "polish_applies", "batch_feature_ratio", "feature_ratio", "first_guesses", "preset",
            "resolve_restarts", "smoothing_steps", "solve", "solve_batch", "widen_starts",
-           "widens"]
+           "widened_starts", "widens", "first_starts"]
 
 #: the solver's optional parts, by the name of its field: each is a dataclass or ``None``
 PARTS = {"smoothing": Smoothing, "reseed": Reseed, "cloning": Cloning, "polish": Polish}
@@ -69,14 +69,16 @@ class Solver:
             ``single_start_ratio`` times the unknowns ``d n`` (:func:`feature_ratio`):
             there start 0 (exact features, the others smoothed) wins anyway, and further
             starts only cost time.
-        widen_to: where ``restarts=0`` chose one start by the work budget (the problem is
-            below ``single_start_ratio``), a lone start that stalls (``Reseed.fresh_after``)
-            and that its end game does not rescue is joined by fresh random starts, up to
-            ``widen_to`` in all, which then clone and re-seed as several starts do, instead of
-            restarting afresh alone (1: never; a batch of several problems restarts alone,
-            so that a problem's run does not depend on its companions). Starts by need: a
-            problem one start solves pays for one, and a hard one (``p`` near ``2 d n``) gets
-            the parallel starts that recover it.
+        widen_to: starts by need. Where ``restarts=0`` (one problem below
+            ``single_start_ratio``, a budget of at least twice ``Reseed.fresh_after``), the
+            run begins with one start; a lone start that stalls
+            (``Reseed.fresh_after``) and that its end game does not rescue is joined by fresh
+            random starts, up to the larger of ``widen_to`` and the number ``restarts=0``
+            chooses by size, which then clone and re-seed as several starts do. A problem one
+            start solves pays for one, and a hard one (``p`` near ``2 d n``) gets the parallel
+            starts that recover it. 1: never; the run starts with the number chosen by size
+            and a stalled lone start restarts afresh alone. A batch of several problems does
+            not widen either, so that a problem's run does not depend on its companions.
         informed_start: start 0 of each problem begins at the problem's ``guess`` of its inputs
             (for RF, :func:`recon.moments.moment_guess`: the method of moments) where it has
             one, not at random; the other starts and every fresh start stay random.
@@ -419,25 +421,60 @@ def block_program(problem: ReconstructionProblem, solver: Solver, smooth_until: 
     return jax.jit(block)
 
 
+#: the events in which JAX reports compilation (tracing, lowering, XLA), also of the small
+#: programs that array operations outside the solver's compiled ones build on first use
+COMPILE_EVENTS = frozenset(f"/jax/core/compile/{name}" for name in (
+    "jaxpr_trace_duration", "jaxpr_to_mlir_module_duration", "backend_compile_duration"))
+_compiled = [0.0]  # seconds of COMPILE_EVENTS in this process so far
+
+
+def _count_compilation(event: str, duration: float, **_) -> None:
+    if event in COMPILE_EVENTS:
+        _compiled[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compilation)
+
+
 class Clock:
-    """Wall time of a run with compilation counted apart (``compile_seconds``)."""
+    """Wall time of a run with compilation and the truth's error records counted apart.
+
+    ``compile_seconds`` is the time of the solver's programs compiled in :meth:`compiling`
+    plus the compilation JAX reports (:data:`COMPILE_EVENTS`) outside them: the first use of
+    an array operation on new shapes compiles it too, and that happens once per process."""
 
     def __init__(self):
         self.start = time.perf_counter()
-        self.compile_seconds = 0.0
+        self.compiled_from = _compiled[0]
+        self.in_programs = 0.0  # measured by compiling()
+        self.reported_in_programs = 0.0  # COMPILE_EVENTS inside compiling(), not counted twice
+        self.recording_seconds = 0.0
 
     def compiling(self, thunk):
         """``thunk()``, its time counted as compilation and kept out of :meth:`seconds`."""
-        tic = time.perf_counter()
+        tic, reported = time.perf_counter(), _compiled[0]
         result = thunk()
-        elapsed = time.perf_counter() - tic
-        self.compile_seconds += elapsed
-        self.start += elapsed
+        self.in_programs += time.perf_counter() - tic
+        self.reported_in_programs += _compiled[0] - reported
         return result
 
+    def recording(self, thunk):
+        """``thunk()`` (the errors against the truth, which the solver does not use), its time
+        kept out of :meth:`seconds`."""
+        tic = time.perf_counter()
+        result = thunk()
+        self.recording_seconds += time.perf_counter() - tic
+        return result
+
+    @property
+    def compile_seconds(self) -> float:
+        outside = _compiled[0] - self.compiled_from - self.reported_in_programs
+        return self.in_programs + max(0.0, outside)
+
     def seconds(self) -> float:
-        """Seconds since the start, compilation excluded."""
-        return time.perf_counter() - self.start
+        """Seconds since the start, compilation and error records excluded."""
+        return (time.perf_counter() - self.start - self.compile_seconds
+                - self.recording_seconds)
 
 
 #: XLA's options for the re-seed search: its compilation took 1.7-2.0 s at ``n=4, d=10`` (16
@@ -639,7 +676,8 @@ class Recorder:
         """Errors of ``X_best`` against the truth (nothing when the truth is unknown)."""
         if self.truth is None:
             return
-        sample_errors = np.asarray(self.error_fn(X_best, self.truth))
+        sample_errors = self.clock.recording(
+            lambda: np.asarray(self.error_fn(X_best, self.truth)))
         self.error_steps.append(steps)
         self.errors.append(float(sample_errors.mean()))
         self.max_errors.append(float(sample_errors.max()))
@@ -895,7 +933,7 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
             return state._replace(window_from=since), stalled
     if widens(programs.batch, solver, current.shape[1]):
         state = widen_starts(state._replace(window=window, window_from=since), stalled,
-                             solver.widen_to, programs=programs)
+                             widened_starts(programs.batch, solver), programs=programs)
         return state, np.zeros_like(stalled)
     key, sub = _split_keys(state._replace(key=jnp.where(stalled[:, 0], drawn, state.key)))
     problem = programs.batch.problem
@@ -912,13 +950,32 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
 
 def widens(batch: ProblemBatch, solver: Solver, starts: int) -> bool:
     """Whether a stalled lone start of ``batch`` is joined by fresh starts
-    (``Solver.widen_to``) rather than restarted alone: one problem (:func:`solve`; in a batch
-    every problem would get the new starts, and a problem's run would depend on its
-    companions), one start, chosen by size (``restarts=0``) below ``single_start_ratio``, and
-    re-seeding on (the new starts clone and re-seed)."""
+    (``Solver.widen_to``, :func:`widened_starts`) rather than restarted alone: one problem
+    (:func:`solve`; in a batch every problem would get the new starts, and a problem's run
+    would depend on its companions), one start, chosen by size (``restarts=0``) below
+    ``single_start_ratio``, and re-seeding on with a stall window (the new starts clone and
+    re-seed)."""
     return (solver.widen_to > 1 and starts == 1 and batch.G == 1 and solver.restarts == 0
-            and solver.reseed is not None
+            and solver.reseed is not None and solver.reseed.fresh_after > 0
             and batch_feature_ratio(batch) < solver.single_start_ratio)
+
+
+def first_starts(batch: ProblemBatch, solver: Solver) -> int:
+    """The starts a run of ``batch`` begins with: one where it widens on need
+    (:func:`widens`) and its budget leaves room to notice a stall (``max_steps`` at least
+    twice ``Reseed.fresh_after``), else the number chosen by size
+    (:func:`resolve_restarts`)."""
+    by_size = resolve_restarts(solver, batch.problem, batch_feature_ratio(batch))
+    if widens(batch, solver, 1) and solver.max_steps >= 2 * solver.reseed.fresh_after:
+        return 1
+    return by_size
+
+
+def widened_starts(batch: ProblemBatch, solver: Solver) -> int:
+    """The starts a stalled lone start widens to: ``widen_to`` or the number chosen by size
+    (:func:`resolve_restarts`), the larger."""
+    return max(solver.widen_to,
+               resolve_restarts(solver, batch.problem, batch_feature_ratio(batch)))
 
 
 def widen_starts(state: SolverState, stalled: np.ndarray, starts: int, *,
@@ -1364,7 +1421,7 @@ def _solve_stacked(batch: ProblemBatch, solver: Solver, keys: Array, truth, prog
     from recon.metrics import per_sample_errors
 
     problem = batch.problem
-    restarts = resolve_restarts(solver, problem, batch_feature_ratio(batch))
+    restarts = first_starts(batch, solver)
     sharp_from = smoothing_steps(problem, solver, restarts)
     state = initial_state(problem, solver, restarts, sharp_from, keys,
                           first_guesses(batch, solver))

@@ -3,6 +3,7 @@
 import dataclasses
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -252,6 +253,21 @@ def test_one_start_far_above_the_threshold_even_in_a_padded_batch():
     results = solvers.solve_batch(padded[:1], solvers.preset("default", max_steps=100),
                                   [jax.random.key(0)], progress=False)
     assert len(results) == 1
+
+
+def test_the_clock_keeps_compilation_and_error_records_out_of_its_seconds():
+    """An array operation's first use on new shapes compiles outside the solver's programs:
+    JAX reports it and the clock counts it as compilation; the truth's error records
+    (``recording``) count in neither."""
+    clock = solvers.Clock()
+    start = time.perf_counter()
+    time.sleep(0.05)
+    clock.recording(lambda: time.sleep(0.3))
+    jnp.cumsum(jnp.arange(3 * 7919.0).reshape(3, 7919) ** 3, axis=1).block_until_ready()
+    wall = time.perf_counter() - start
+    assert clock.compile_seconds > 0
+    assert 0.05 <= clock.seconds() < 0.2
+    assert wall - 0.02 < clock.seconds() + clock.compile_seconds + 0.3 <= wall + 0.02
 
 
 def test_a_second_solve_of_the_same_kind_and_shapes_compiles_nothing():
@@ -793,6 +809,26 @@ def test_only_a_lone_start_chosen_by_size_below_the_single_start_ratio_widens():
     for solver in (dataclasses.replace(auto, restarts=1), dataclasses.replace(auto, widen_to=1),
                    dataclasses.replace(auto, reseed=None, cloning=None)):
         assert not solvers.widens(one, solver, 1)
+
+
+def test_one_problem_begins_with_one_start_and_widens_to_the_number_chosen_by_size():
+    """Starts by need: one problem below the single-start ratio begins with one start, and at
+    its stall the starts chosen by size (16 here) join it; with ``widen_to=1``, a budget too
+    short to see a stall, or in a batch, the run begins with the number chosen by size."""
+    ds, _, _, problem, key = make_rf(n=4, d=10, p=80, seed=0)
+    solver = solvers.preset("default", max_steps=2000, reseed=solvers.Reseed(fresh_after=200))
+    one = problems.stack_problems([problem])
+    by_size = solvers.resolve_restarts(solver, problem)
+    assert by_size == 16 and solvers.first_starts(one, solver) == 1
+    assert solvers.widened_starts(one, solver) == 16
+    assert solvers.widened_starts(one, dataclasses.replace(solver, auto_restart_work=1.0)) == 4
+    for full in (dataclasses.replace(solver, widen_to=1),
+                 dataclasses.replace(solver, max_steps=399)):
+        assert solvers.first_starts(one, full) == by_size
+    assert solvers.first_starts(problems.stack_problems([problem, problem]), solver) == by_size
+    result = solvers.solve(problem, solver, key, progress=False)
+    assert result.stop_reason == "tol" and result.fresh_starts == 15
+    assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-3
 
 
 def test_widening_keeps_the_lone_start_and_adds_fresh_ones():
