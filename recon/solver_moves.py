@@ -21,6 +21,12 @@ from recon.solver_parts import Polish, Reseed
 
 Array = jax.Array
 
+#: the polish counts a result settled once its loss is at most ``stop_at`` and its last
+#: Gauss-Newton step moved no candidate by more than this fraction of the radius: near a
+#: solution the step is the distance left, so a candidate whose share of ``theta`` is too
+#: small to show in the loss still shows in its step
+SETTLED_STEP = 1e-4
+
 
 def over_problems(f, G: int):
     """``jax.vmap(f)`` over the problems' axis; for one problem, ``f`` on the problem's
@@ -215,9 +221,10 @@ def walk_program(problem: ReconstructionProblem, steps: int, lr: float, ridge: f
 
 def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
                    precise: bool = False):
-    """A jitted ``polish(X, state, theta, left_out=None) -> (X, loss, products)``:
-    Levenberg-Marquardt on the residual ``r(X) = (theta - P(X) theta) / ||theta||``,
-    matrix-free; candidates flagged in ``left_out`` (``(n,)`` booleans) stay out of the span.
+    """A jitted ``polish(X, state, theta, left_out=None, stop_at=0.0) -> (X, loss,
+    products)``: Levenberg-Marquardt on the residual ``r(X) = (theta - P(X) theta) /
+    ||theta||``, matrix-free; candidates flagged in ``left_out`` (``(n,)`` booleans) stay out
+    of the span.
 
     Rows are ``X_i = r u_i / |u_i|``, so the sphere needs no constraint. Each iteration
     solves ``(J^T J + lambda I) delta = -J^T r`` by at most ``polish.cg_steps`` steps of
@@ -227,13 +234,14 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
     by 4. With ``polish.balanced`` the unknowns are each candidate's coordinates scaled by
     :func:`candidate_scales` (fixed for the run), so the damping and CG treat a candidate of
     tiny share like the others. It stops after ``polish.steps`` iterations, when ``lambda``
-    grows past ``1e3`` (no step helps), or when three iterations lowered the loss by less
-    than half. ``products``: ``cg_steps + 2`` Jacobian products per iteration (an upper
-    bound). ``precise``: features in float64 (:func:`recon.solver.end_game`)."""
+    grows past ``1e3`` (no step helps), when three iterations lowered the loss by less
+    than half, or once the loss is at most ``stop_at`` and the last step moved every
+    candidate by at most :data:`SETTLED_STEP` of the radius. ``products``: ``cg_steps + 2``
+    Jacobian products per iteration (an upper bound). ``precise``: features in float64 (:func:`recon.solver.end_game`)."""
     def candidates(u):
         return sphere.on_spheres(u.reshape((problem.n,) + problem.input_shape), problem.radius)
 
-    def run(X, state, theta, left_out=None):
+    def run(X, state, theta, left_out=None, stop_at=0.0):
         dtype = jnp.float64 if precise else X.dtype
         theta64 = theta.astype(jnp.float64)
         scale = _polish_scales(problem, polish, state, theta, X.astype(dtype), ridge)
@@ -245,7 +253,7 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
             return projection_residual(F, theta64, ridge) / jnp.linalg.norm(theta64)
 
         def iteration(carry):
-            u, lam, loss, window, it, products = carry
+            u, lam, loss, window, it, products, _ = carry
             r0, jvp = jax.linearize(lambda v: residual(u + scale * v), jnp.zeros_like(u))
             vjp = jax.linear_transpose(jvp, u)
             (g,) = vjp(r0)
@@ -259,17 +267,21 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
             loss = jnp.where(better, new_loss, loss)
             lam = jnp.where(better, jnp.maximum(lam / 3, 1e-12), lam * 4)
             window = jnp.roll(window, 1).at[0].set(loss)
-            return u, lam, loss, window, it + 1, products + polish.cg_steps + 2
+            moved = jnp.max(jnp.linalg.norm(delta.reshape(problem.n, -1), axis=1))
+            moved = jnp.where(better, moved / problem.radius, jnp.inf)
+            return u, lam, loss, window, it + 1, products + polish.cg_steps + 2, moved
 
         def going(carry):
-            _, lam, loss, window, it, _ = carry
+            _, lam, loss, window, it, _, moved = carry
             stalled = (it >= 3) & (window[0] > 0.5 * window[3])
-            return (it < polish.steps) & (lam < 1e3) & (loss > 0) & ~stalled
+            done = (loss <= stop_at) & (moved <= SETTLED_STEP)
+            return (it < polish.steps) & (lam < 1e3) & (loss > 0) & ~done & ~stalled
         u0 = X.astype(jnp.float64).reshape(-1)
         r = residual(u0)
         loss0 = r @ r
-        carry = (u0, jnp.asarray(1e-6, jnp.float64), loss0, jnp.full(4, loss0), 0, 0)
-        u, _, loss, _, _, products = jax.lax.while_loop(going, iteration, carry)
+        carry = (u0, jnp.asarray(1e-6, jnp.float64), loss0, jnp.full(4, loss0), 0, 0,
+                 jnp.asarray(jnp.inf, jnp.float64))
+        u, _, loss, _, _, products, _ = jax.lax.while_loop(going, iteration, carry)
         return candidates(u).astype(X.dtype), loss, products
 
     return jax.jit(run)

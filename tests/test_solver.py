@@ -644,6 +644,26 @@ def test_the_balanced_polish_moves_a_sample_with_a_tiny_share_of_theta():
     assert loss > 1e-13 and error > 1e-4
 
 
+def test_the_polish_stops_once_settled_but_not_while_a_tiny_share_sample_still_moves():
+    """With ``stop_at`` the polish ends once the loss is that low and its last step moved no
+    candidate by more than ``SETTLED_STEP`` of the radius. A sample of coefficient 1e-4
+    shows in the loss as ~1e-8 of it: stopped on the loss alone at 1e-8 it was left at
+    error 1e-2; its step keeps the polish going until it is recovered."""
+    n, d = 8, 20
+    ds, model, _, problem, key = make_rf(n=n, d=d, p=1600, seed=2, dtype=jnp.float64)
+    F = model.features(ds.X).astype(jnp.float64)
+    theta = F.T @ jnp.linalg.solve(F @ F.T, jnp.ones(n).at[-1].set(1e-4))
+    problem = dataclasses.replace(problem, theta=theta)
+    moved = ds.X[-1:] + 0.1 * jax.random.normal(key, (1, d), jnp.float64)
+    near = ds.X.at[-1].set(project_to_sphere(moved, np.sqrt(d))[0])
+    polish = polish_program(problem, solvers.Polish(cg_steps=10), 1e-10)
+    _, full_loss, full_products = polish(near, problem.state, problem.theta)
+    X, loss, products = polish(near, problem.state, problem.theta, None, 1e-8)
+    assert float(loss) <= 1e-8 and float(full_loss) < float(loss)
+    assert 0 < int(products) < int(full_products)
+    assert metrics.per_sample_errors(X, ds.X).max() < 1e-4
+
+
 def test_leave_one_out_confidence_tells_a_pinned_candidate_from_a_loose_one():
     ds, _, _, problem, key = make_rf(n=4, d=8, p=320, seed=2)
     truth = leave_one_out_confidence(problem, problem.state, problem.theta, ds.X, 1e-10)
