@@ -437,7 +437,9 @@ jax.monitoring.register_event_duration_secs_listener(_count_compilation)
 
 
 #: the end game's polish stops once the loss is at most this many times the solver's
-#: ``tol``: past it, each iteration only sharpens a result the run already counts as solved.
+#: ``tol`` and its last step moved no candidate by more than
+#: :data:`recon.solver_moves.SETTLED_STEP` of the radius: past that, each iteration only
+#: sharpens a result the run already counts as solved.
 #: At the authors' size seed 1's polish reached ``tol`` (1e-10) in 10 iterations of 22
 #: Jacobian products and the float32 floor (3e-14) in 16
 POLISH_TO = 1e-3

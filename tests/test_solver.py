@@ -621,17 +621,24 @@ def test_the_matrix_free_polish_serves_a_jacobian_too_large_to_form():
     assert metrics.per_sample_errors(polished, ds.X).max() < 1e-4
 
 
-def test_the_balanced_polish_moves_a_sample_with_a_tiny_share_of_theta():
-    """One sample's coefficient 1e-4 times the others': its Jacobian block is 1e-8 times
-    theirs, and ten CG steps on the unscaled system never reach it (the seed-3 failure at the
-    authors' size); scaled per candidate, every block weighs alike."""
+def _tiny_share_problem():
+    """``(dataset, problem, near)``: n=8, d=20, p=1600 with the last sample's coefficient
+    1e-4 times the others' (its Jacobian block 1e-8 times theirs), and the truth with that
+    sample moved by 0.1 per coordinate."""
     n, d = 8, 20
     ds, model, _, problem, key = make_rf(n=n, d=d, p=1600, seed=2, dtype=jnp.float64)
     F = model.features(ds.X).astype(jnp.float64)
     theta = F.T @ jnp.linalg.solve(F @ F.T, jnp.ones(n).at[-1].set(1e-4))
-    problem = dataclasses.replace(problem, theta=theta)
     moved = ds.X[-1:] + 0.1 * jax.random.normal(key, (1, d), jnp.float64)
     near = ds.X.at[-1].set(project_to_sphere(moved, np.sqrt(d))[0])
+    return ds, dataclasses.replace(problem, theta=theta), near
+
+
+def test_the_balanced_polish_moves_a_sample_with_a_tiny_share_of_theta():
+    """One sample's coefficient 1e-4 times the others': its Jacobian block is 1e-8 times
+    theirs, and ten CG steps on the unscaled system never reach it (the seed-3 failure at the
+    authors' size); scaled per candidate, every block weighs alike."""
+    ds, problem, near = _tiny_share_problem()
 
     def polished(balanced):
         polish = solvers.Polish(cg_steps=10, balanced=balanced)
@@ -649,13 +656,7 @@ def test_the_polish_stops_once_settled_but_not_while_a_tiny_share_sample_still_m
     candidate by more than ``SETTLED_STEP`` of the radius. A sample of coefficient 1e-4
     shows in the loss as ~1e-8 of it: stopped on the loss alone at 1e-8 it was left at
     error 1e-2; its step keeps the polish going until it is recovered."""
-    n, d = 8, 20
-    ds, model, _, problem, key = make_rf(n=n, d=d, p=1600, seed=2, dtype=jnp.float64)
-    F = model.features(ds.X).astype(jnp.float64)
-    theta = F.T @ jnp.linalg.solve(F @ F.T, jnp.ones(n).at[-1].set(1e-4))
-    problem = dataclasses.replace(problem, theta=theta)
-    moved = ds.X[-1:] + 0.1 * jax.random.normal(key, (1, d), jnp.float64)
-    near = ds.X.at[-1].set(project_to_sphere(moved, np.sqrt(d))[0])
+    ds, problem, near = _tiny_share_problem()
     polish = polish_program(problem, solvers.Polish(cg_steps=10), 1e-10)
     _, full_loss, full_products = polish(near, problem.state, problem.theta)
     X, loss, products = polish(near, problem.state, problem.theta, None, 1e-8)
