@@ -835,7 +835,8 @@ def test_only_a_lone_start_chosen_by_size_below_the_single_start_ratio_widens():
 def test_one_problem_begins_with_one_start_and_widens_to_the_number_chosen_by_size():
     """Starts by need: one problem below the single-start ratio begins with one start, and at
     its stall the starts chosen by size (16 here) join it; with ``widen_to=1``, a budget too
-    short to see a stall, or in a batch, the run begins with the number chosen by size."""
+    short to see a stall, below ``lone_start_ratio`` (2 here) or in a batch, the run begins
+    with the number chosen by size."""
     ds, _, _, problem, key = make_rf(n=4, d=10, p=80, seed=0)
     solver = solvers.preset("default", max_steps=2000, reseed=solvers.Reseed(fresh_after=200))
     one = problems.stack_problems([problem])
@@ -844,7 +845,8 @@ def test_one_problem_begins_with_one_start_and_widens_to_the_number_chosen_by_si
     assert solvers.widened_starts(one, solver) == 16
     assert solvers.widened_starts(one, dataclasses.replace(solver, auto_restart_work=1.0)) == 4
     for full in (dataclasses.replace(solver, widen_to=1),
-                 dataclasses.replace(solver, max_steps=399)):
+                 dataclasses.replace(solver, max_steps=399),
+                 dataclasses.replace(solver, lone_start_ratio=2.01)):
         assert solvers.first_starts(one, full) == by_size
     assert solvers.first_starts(problems.stack_problems([problem, problem]), solver) == by_size
     result = solvers.solve(problem, solver, key, progress=False)
