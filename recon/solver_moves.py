@@ -219,6 +219,18 @@ def walk_program(problem: ReconstructionProblem, steps: int, lr: float, ridge: f
     return jax.jit(walk)
 
 
+def _polish_goes_on(carry, polish: Polish, stop_at) -> Array:
+    """Whether :func:`polish_program` goes on from ``carry`` (``u, lambda, loss, the last
+    four losses, iterations, products, moved``): not after ``polish.steps`` iterations, nor
+    once ``lambda`` grows past ``1e3`` (no step helps), three iterations lowered the loss by
+    less than half, or the loss is at most ``stop_at`` and the last step moved no candidate
+    by more than :data:`SETTLED_STEP` of the radius (``moved``)."""
+    _, lam, loss, window, it, _, moved = carry
+    stalled = (it >= 3) & (window[0] > 0.5 * window[3])
+    settled = (loss <= stop_at) & (moved <= SETTLED_STEP)
+    return (it < polish.steps) & (lam < 1e3) & (loss > 0) & ~settled & ~stalled
+
+
 def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
                    precise: bool = False):
     """A jitted ``polish(X, state, theta, left_out=None, stop_at=0.0) -> (X, loss,
@@ -233,11 +245,9 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
     that lowers the loss is taken and ``lambda`` divided by 3, else ``lambda`` is multiplied
     by 4. With ``polish.balanced`` the unknowns are each candidate's coordinates scaled by
     :func:`candidate_scales` (fixed for the run), so the damping and CG treat a candidate of
-    tiny share like the others. It stops after ``polish.steps`` iterations, when ``lambda``
-    grows past ``1e3`` (no step helps), when three iterations lowered the loss by less
-    than half, or once the loss is at most ``stop_at`` and the last step moved every
-    candidate by at most :data:`SETTLED_STEP` of the radius. ``products``: ``cg_steps + 2``
-    Jacobian products per iteration (an upper bound). ``precise``: features in float64 (:func:`recon.solver.end_game`)."""
+    tiny share like the others. It stops where :func:`_polish_goes_on` says. ``products``:
+    ``cg_steps + 2`` Jacobian products per iteration (an upper bound). ``precise``: features
+    in float64 (:func:`recon.solver.end_game`)."""
     def candidates(u):
         return sphere.on_spheres(u.reshape((problem.n,) + problem.input_shape), problem.radius)
 
@@ -271,17 +281,13 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
             moved = jnp.where(better, moved / problem.radius, jnp.inf)
             return u, lam, loss, window, it + 1, products + polish.cg_steps + 2, moved
 
-        def going(carry):
-            _, lam, loss, window, it, _, moved = carry
-            stalled = (it >= 3) & (window[0] > 0.5 * window[3])
-            done = (loss <= stop_at) & (moved <= SETTLED_STEP)
-            return (it < polish.steps) & (lam < 1e3) & (loss > 0) & ~done & ~stalled
         u0 = X.astype(jnp.float64).reshape(-1)
         r = residual(u0)
         loss0 = r @ r
         carry = (u0, jnp.asarray(1e-6, jnp.float64), loss0, jnp.full(4, loss0), 0, 0,
                  jnp.asarray(jnp.inf, jnp.float64))
-        u, _, loss, _, _, products, _ = jax.lax.while_loop(going, iteration, carry)
+        u, _, loss, _, _, products, _ = jax.lax.while_loop(
+            lambda c: _polish_goes_on(c, polish, stop_at), iteration, carry)
         return candidates(u).astype(X.dtype), loss, products
 
     return jax.jit(run)
