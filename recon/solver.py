@@ -71,9 +71,9 @@ class Solver:
             starts only cost time.
         widen_to: starts by need. Where ``restarts=0`` (one problem below
             ``single_start_ratio`` and at least ``lone_start_ratio``, a budget of at least
-            twice ``Reseed.fresh_after``), the run begins with one start; a lone start that stalls
-            (``Reseed.fresh_after``) and that its end game does not rescue is joined by fresh
-            random starts, up to the larger of ``widen_to`` and the number ``restarts=0``
+            twice ``Reseed.fresh_after``), the run begins with one start; a lone start that
+            stalls (``Reseed.fresh_after``) and that its end game does not rescue is joined by
+            fresh random starts, up to the larger of ``widen_to`` and the number ``restarts=0``
             chooses by size, which then clone and re-seed as several starts do. A problem one
             start solves pays for one, and a hard one (``p`` near ``2 d n``) gets the parallel
             starts that recover it. 1: never; the run starts with the number chosen by size
@@ -623,7 +623,7 @@ class Programs:
 
     def polish(self, X, g: int, precise: bool = False, left_out=()):
         """:func:`recon.solver_moves.polish_program` from the candidates ``X`` of problem
-        ``g``, to at most :data:`POLISH_TO` times ``tol``: ``(X, loss, products)``;
+        ``g``, until settled at :data:`POLISH_TO` times ``tol``: ``(X, loss, products)``;
         ``precise``: its float64 features; ``left_out``: the indices of the candidates left
         out of the span (their features zeroed)."""
         state, theta = self._problem(g)
