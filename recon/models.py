@@ -83,6 +83,12 @@ def smoothed_activation(name: str, beta) -> Callable[[Array], Array]:
 #: a draw of at most this many entries is made at the next power of two of its rows, then cut
 BUCKETED_DRAW_ENTRIES = 1 << 22
 
+#: a Gaussian draw of fewer entries is made at this many (rows: a power of two), so that one
+#: compiled draw per ``d`` serves every small draw (a law sweep's ``V`` of every ``p``, the
+#: solver's starts): at ``n=2, d=10`` each compiled draw took 0.3-0.7 s, 7 of them 5 s of a
+#: 20 s batch
+SHARED_DRAW_ENTRIES = 1 << 14
+
 
 def bucket_rows(rows: int, d: int) -> int | None:
     """The next power of two of ``rows``, at which a small ``rows x d`` array is computed and
@@ -92,17 +98,31 @@ def bucket_rows(rows: int, d: int) -> int | None:
     return bucket if bucket * d <= BUCKETED_DRAW_ENTRIES else None
 
 
+def draw_rows(rows: int, d: int) -> int | None:
+    """The rows a ``rows x d`` Gaussian draw is made at before it is cut: the next power of
+    two of ``rows`` and of :data:`SHARED_DRAW_ENTRIES` / ``d``, the larger, or ``None`` above
+    :data:`BUCKETED_DRAW_ENTRIES` entries (drawn as asked)."""
+    return bucket_rows(max(rows, -(-SHARED_DRAW_ENTRIES // d)), d)
+
+
+def normal_rows(key: Array, rows: int, d: int, dtype=jnp.float32, divisor=None) -> Array:
+    """``jax.random.normal(key, (rows, d))`` (divided by ``divisor`` where given), exactly.
+    JAX's partitionable Threefry gives the same leading rows whatever the number drawn, so a
+    small draw is made at :func:`draw_rows` and cut on the host: one compiled draw then serves
+    every ``rows`` up to that size (a sweep over ``p`` compiles a few draws, not one per
+    ``p``). Host code only (``key`` concrete)."""
+    bucket = draw_rows(rows, d)
+    exact = not jax.config.jax_threefry_partitionable or bucket is None
+    drawn = jax.random.normal(key, (rows if exact else bucket, d), dtype)
+    if divisor is not None:
+        drawn = drawn / divisor
+    return drawn if exact else jax.device_put(np.asarray(drawn)[:rows])
+
+
 def gaussian_rows(key: Array, rows: int, d: int, dtype=jnp.float32) -> Array:
     """``rows x d`` i.i.d. ``N(0, 1/d)`` entries drawn from ``key``: ``jax.random.normal(key,
-    (rows, d)) / sqrt(d)``, exactly. JAX's partitionable Threefry gives the same leading rows
-    whatever the number drawn, so a small draw is made at the next power of two of ``rows``
-    and cut on the host: one compiled draw then serves every ``rows`` up to that size (a
-    sweep over ``p`` compiles a few draws, not one per ``p``)."""
-    bucket = bucket_rows(rows, d)
-    if not jax.config.jax_threefry_partitionable or bucket is None:
-        return jax.random.normal(key, (rows, d), dtype) / jnp.sqrt(d)
-    drawn = jax.random.normal(key, (bucket, d), dtype) / jnp.sqrt(d)
-    return jax.device_put(np.asarray(drawn)[:rows])
+    (rows, d)) / sqrt(d)``, exactly (:func:`normal_rows`)."""
+    return normal_rows(key, rows, d, dtype, jnp.sqrt(d))
 
 
 class FixedWeights(nnx.Variable):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from recon import sphere
+from recon import models, sphere
 from recon.loss import projection_residual, projection_share, ridged_gram
 from recon.problems import ReconstructionProblem
 from recon.solver_parts import Polish, Reseed
@@ -44,8 +44,12 @@ def over_problems(f, G: int):
 
 def initial_candidates(key: Array, problem: ReconstructionProblem, restarts: int = 1,
                        dtype=jnp.float32) -> Array:
-    """Gaussian candidates scaled to the sphere: shape ``(restarts, n, *input_shape)``."""
-    X = jax.random.normal(key, (restarts * problem.n, problem.d), dtype)
+    """Gaussian candidates scaled to the sphere: shape ``(restarts, n, *input_shape)``. Outside
+    traced code the draw is made at a shared size and cut (:func:`recon.models.normal_rows`:
+    the same numbers, one compiled draw for many shapes)."""
+    rows = restarts * problem.n
+    X = (jax.random.normal(key, (rows, problem.d), dtype) if isinstance(key, jax.core.Tracer)
+         else models.normal_rows(key, rows, problem.d, dtype))
     X = sphere.project_to_sphere(X, problem.radius)
     return X.reshape((restarts, problem.n) + problem.input_shape)
 

@@ -225,6 +225,24 @@ def test_gaussian_rows_are_the_plain_draw_whatever_the_bucket(dtype):
     np.testing.assert_array_equal(shared[:33], models.gaussian_rows(jax.random.key(0), 33, 7))
 
 
+def test_small_draws_share_one_size_and_give_the_plain_numbers():
+    d = 10
+    assert models.draw_rows(1, d) == models.draw_rows(200, d) >= 200
+    assert models.draw_rows(5000, d) == 8192
+    for rows in (1, 3, 48, 200, 1500):
+        key = jax.random.key(rows)
+        np.testing.assert_array_equal(np.asarray(models.normal_rows(key, rows, d)),
+                                      np.asarray(jax.random.normal(key, (rows, d), jnp.float32)))
+    problem = make_rf(3, d, 90)[3]
+    key = jax.random.key(7)
+    host = solvers.initial_candidates(key, problem, 4)
+    plain = project_to_sphere(jax.random.normal(key, (12, d), jnp.float32), problem.radius)
+    assert host.shape == (4, 3, d)
+    np.testing.assert_array_equal(np.asarray(host), np.asarray(plain).reshape(4, 3, d))
+    traced = jax.jit(lambda k: solvers.initial_candidates(k, problem, 4))(key)
+    np.testing.assert_allclose(np.asarray(traced), np.asarray(host), rtol=1e-6)
+
+
 def test_auto_restarts_shrink_with_problem_size():
     _, _, _, small, _ = make_rf(n=2, d=5, p=40)
     _, _, _, large, _ = make_rf(n=8, d=20, p=1280)
