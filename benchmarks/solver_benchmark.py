@@ -387,14 +387,15 @@ def main():
                         help="rewrite the benchmark table of this Markdown file (README.md)")
     parser.add_argument("--chunked-only", action="store_true",
                         help="only the streamed-V memory measurement (run in a fresh process)")
-    parser.add_argument("--only", choices=sorted(PIECES) + ["thresholds"],
+    parser.add_argument("--only", choices=sorted(PIECES) + ["law", "thresholds"],
                         help="only the race at one size (authors: n=20, d=100, p=20000, the "
                              "default on seeds 0-4; small: n=10, d=30, p=3000, both presets "
                              "on seeds 0-4; middle: the default on seeds 0-4 at n=10, d=50, "
                              "p=5000 and n=20, d=100, p=4000; side: both presets on seeds 0-4 "
                              "at n=5, d=20, p=300 and n=10, d=50, p=1500) and its keys of the "
                              "summary, or (thresholds) the algorithmic thresholds of both "
-                             "presets at n=5, d=20 and n=10, d=50; nothing is written")
+                             "presets at n=5, d=20 and n=10, d=50, or (law) the law cells per "
+                             "second, batched and one at a time; nothing is written")
     args = parser.parse_args()
     if args.readme:  # fail now, not after the run, if the block is missing
         benchmark_report.replace_block(Path(args.readme).read_text(), "")
@@ -407,6 +408,11 @@ def main():
     if args.only == "thresholds":
         print(json.dumps({f"threshold_{name}_n{n}_d{d}": value for (name, n, d), value
                           in all_thresholds(budget, SEEDS).items()}))
+        return
+    if args.only == "law":
+        batched, single = law_throughput()
+        print(json.dumps({"law_cells_per_second_batched": batched,
+                          "law_cells_per_second_single": single}))
         return
     if args.only:
         names = ("default",) if args.only == "authors" else ("default", "reference")

@@ -140,3 +140,23 @@ def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
     assert summary["small_case_default_seconds"] == pytest.approx(0.4)
     assert summary["small_case_reference_seconds"] == pytest.approx(1.4)
     assert "default_seconds" not in summary
+
+
+def test_the_law_piece_prints_the_law_cells_per_second_only(monkeypatch, capsys):
+    """``--only law``: the law cells per second, batched and one at a time, and nothing else
+    (the throughput itself stubbed: it takes minutes)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "solver_benchmark", ROOT / "benchmarks" / "solver_benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "law_throughput",
+                        lambda: ({"n=4,d=10": 2.0}, {"n=4,d=10": 0.25}))
+    monkeypatch.setattr(bench, "race", lambda *a, **k: pytest.fail("--only law ran a race"))
+    monkeypatch.setattr(sys, "argv", ["solver_benchmark.py", "--only", "law"])
+    bench.main()
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == {"law_cells_per_second_batched": {"n=4,d=10": 2.0},
+                       "law_cells_per_second_single": {"n=4,d=10": 0.25}}
