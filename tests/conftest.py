@@ -37,6 +37,17 @@ from recon.book import notebooks  # noqa: E402
 from recon.problems import setup_synthetic_rf  # noqa: E402
 
 
+def load_benchmark(name: str):
+    """The script ``benchmarks/NAME.py`` as a module (it is not a package), loaded afresh."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, notebooks.ROOT / "benchmarks"
+                                                  / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_rf(n, d, p, seed=0, activation="relu", dtype=jax.numpy.float32, slope=0.02):
     """A trained RF model on synthetic data, its problem and a solver key."""
     ds, model, fit, key = setup_synthetic_rf(n, d, p, seed, activation, dtype=dtype)

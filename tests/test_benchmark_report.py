@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from conftest import load_benchmark
 from recon.book import benchmark_report
 from recon.book.notebooks import ROOT
 
@@ -93,12 +94,7 @@ def test_several_seeds_are_reported_by_their_median_and_their_worst(tmp_path):
 
 def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
     """``--only authors`` / ``--only small``: the race at one size and only its keys."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "solver_benchmark", ROOT / "benchmarks" / "solver_benchmark.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("solver_benchmark")
     run = {"seconds": 2.0, "stop_reason": "tol", "samples_recovered": 20, "loss": 1e-11,
            "truth_loss": 1e-12, "solved": True, "truth_confidence": 1e6, "max_error": 1e-6,
            "truth_polished_error": 1e-7}
@@ -145,13 +141,9 @@ def test_a_piece_of_the_benchmark_reports_the_keys_of_its_size():
 def test_the_law_piece_prints_the_law_cells_per_second_only(monkeypatch, capsys):
     """``--only law``: the law cells per second, batched and one at a time, and nothing else
     (the throughput itself stubbed: it takes minutes)."""
-    import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location(
-        "solver_benchmark", ROOT / "benchmarks" / "solver_benchmark.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("solver_benchmark")
     monkeypatch.setattr(bench, "law_throughput",
                         lambda: ({"n=4,d=10": 2.0}, {"n=4,d=10": 0.25}))
     monkeypatch.setattr(bench, "race", lambda *a, **k: pytest.fail("--only law ran a race"))

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import load_benchmark
 from recon.book import sweep
 from recon.chapters import law
 from recon.chapters.law import LawSweep
@@ -224,19 +225,15 @@ def test_the_law_grid_benchmark_runs_the_chapters_grid_as_the_chapter_batches_it
     """``benchmarks/law_grid.py``: the notebook's parameters at a profile (its defaults with
     the profile's values on top), and the cells batched as :func:`law.run_grid` batches
     them (nothing solved here)."""
-    import importlib.util
-
-    from recon.book.notebooks import ROOT
-
-    spec = importlib.util.spec_from_file_location("law_grid", ROOT / "benchmarks" / "law_grid.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("law_grid")
     smoke = bench.grid_settings("smoke")
     assert smoke.sizes == [(2, 5), (2, 10)] and smoke.max_steps == 1500
     assert smoke.reference_steps == 500 and smoke.threshold == 1e-2  # a notebook default
     quick = bench.grid_settings("quick")
     grouped = bench.batches(quick)
-    assert sum(map(len, grouped.values())) == len(quick.cells())
-    for key, cells in grouped.items():
+    assert sum(map(len, grouped)) == len(quick.cells())
+    keys = [tuple(c[b] for b in law.BATCH_BY) for c in (cells[0] for cells in grouped)]
+    assert len(set(keys)) == len(keys)  # one batch per set of shared values
+    for key, cells in zip(keys, grouped):
         assert all(tuple(c[b] for b in law.BATCH_BY) == key for c in cells)
     assert len(grouped) == 10  # two ratio bands per size, and two for the reference column
