@@ -363,10 +363,22 @@ def summarise(results, per_iteration_vs_matmul, thresholds, throughput) -> dict:
     }
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux's ``/proc/cpuinfo``, else
+    ``platform.processor()``): timings differ several-fold between CPUs, so the table names
+    the one it was measured on."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown CPU"
+
+
 def write(summary: dict, args) -> None:
     """The summary with its provenance to ``args.output`` (and the README table)."""
     record = {**summary, "quick": args.quick, "devices": [str(d) for d in jax.devices()],
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "machine": f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores",
               "date": datetime.date.today().isoformat(), "commit": _commit()}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -152,3 +152,20 @@ def test_the_law_piece_prints_the_law_cells_per_second_only(monkeypatch, capsys)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == {"law_cells_per_second_batched": {"n=4,d=10": 2.0},
                        "law_cells_per_second_single": {"n=4,d=10": 0.25}}
+
+
+def test_the_benchmark_record_names_the_cpu_it_ran_on(tmp_path, monkeypatch):
+    """The record (and so the README's "Measured ... on" line) names the processor model:
+    timings differ several-fold between CPUs of one architecture."""
+    import argparse
+
+    bench = load_benchmark("solver_benchmark")
+    monkeypatch.setattr(bench, "_commit", lambda: "abc1234")
+    output = tmp_path / "solver.json"
+    bench.write({"default_seconds": 1.0}, argparse.Namespace(output=output, readme=None,
+                                                              quick=True))
+    record = json.loads(output.read_text())
+    model = bench.cpu_model()
+    assert model and record["machine"].startswith(f"{model}, ")
+    assert record["machine"].endswith(" cores")
+    assert f"({record['machine']})" in benchmark_report.markdown({**SUMMARY, **record})
