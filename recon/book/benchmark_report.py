@@ -141,7 +141,9 @@ def markdown(b: dict) -> str:
         ("speed-up", speedup),
         ("algorithmic threshold p*/(dn), n=5, d=20 (default)", _ratio(b["threshold_default"])),
         ("same, `reference` preset", _ratio(b["threshold_reference"])),
-        ("one iteration / matrix multiply of the same work", f"{b['iteration_vs_matmul']:.2f}"),
+        ("one iteration / matrix multiply of the same work", f"{b['iteration_vs_matmul']:.2f}"
+         + (f" ({b['iteration_ms']:.2f} ms / {b['matmul_ms']:.2f} ms)"
+            if "iteration_ms" in b else "")),
         ("peak memory, streamed V, p=1e6, d=3072", f"{b['chunked_peak_gib']:.2f} GiB"),
         ("time to error 1e-3, n=10, d=30, p=3000, slowest seed: default / reference",
          f"{seconds(b.get('small_case_default_seconds'))} / "
