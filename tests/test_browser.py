@@ -158,20 +158,14 @@ def wait_until_ready(page, attempts: int = 5) -> None:
     try:
         target = page.evaluate(REDIRECT_JS)
     except PlaywrightError as exc:
-        if "context was destroyed" not in str(exc):
+        if not navigated(exc):
             raise
         target = None
         page.wait_for_load_state("load")
     if target and page.url != target:
         page.wait_for_url(target, wait_until="load")
-    for attempt in range(attempts):
-        try:
-            page.evaluate(READY_JS)
-            return
-        except PlaywrightError as exc:
-            if "context was destroyed" not in str(exc) or attempt == attempts - 1:
-                raise
-            page.wait_for_load_state("load")
+    again_if_navigated(lambda: page.evaluate(READY_JS), attempts,
+                       before_again=lambda: page.wait_for_load_state("load"))
 
 
 def toc_pages() -> list[str]:
@@ -236,18 +230,25 @@ def visited(browser, site):
     return reports
 
 
-def again_if_navigated(action, attempts: int = VISITS):
-    """``action()``, made again (at most ``attempts`` times in all) while it fails because the
-    page navigated under it (Playwright's "context was destroyed"); any other failure, or the
-    last attempt's, is raised."""
+def navigated(exc: Exception) -> bool:
+    """Whether Playwright's ``exc`` says the page navigated under the call ("Execution context
+    was destroyed")."""
+    return "context was destroyed" in str(exc)
+
+
+def again_if_navigated(action, attempts: int = VISITS, before_again=lambda: None):
+    """``action()``, made again (at most ``attempts`` times in all, ``before_again()`` before
+    each new attempt) while it fails because the page navigated under it (:func:`navigated`);
+    any other failure, or the last attempt's, is raised."""
     from playwright.sync_api import Error as PlaywrightError
 
     for attempt in range(attempts):
         try:
             return action()
         except PlaywrightError as exc:
-            if "context was destroyed" not in str(exc) or attempt == attempts - 1:
+            if not navigated(exc) or attempt == attempts - 1:
                 raise
+            before_again()
 
 
 def test_a_visit_interrupted_by_a_navigation_is_made_again():
@@ -266,7 +267,10 @@ def test_a_visit_interrupted_by_a_navigation_is_made_again():
 
     destroyed = ("Page.evaluate: Execution context was destroyed, most likely because of a "
                  "navigation")
-    assert again_if_navigated(flaky(2, destroyed), attempts=3) == "report" and len(calls) == 3
+    waits = []
+    assert again_if_navigated(flaky(2, destroyed), attempts=3,
+                              before_again=lambda: waits.append(1)) == "report"
+    assert len(calls) == 3 and len(waits) == 2
     calls.clear()
     with pytest.raises(PlaywrightError, match="destroyed"):
         again_if_navigated(flaky(3, destroyed), attempts=3)
