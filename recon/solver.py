@@ -58,7 +58,10 @@ class Solver:
         optimizer: any optax transformation; it receives the gradient of ``L`` (projected on
             the tangent spaces of the spheres when ``tangent_gradients``).
         max_steps: step budget.
-        tol: stop once ``L <= tol``.
+        tol: stop once ``L <= tol`` (with the end game's check that every candidate is
+            pinned). A ``tol`` below round-off (:func:`round_off_floor`) is met there
+            instead: an end game that finds every candidate pinned within that floor stops
+            the run as ``"round-off"``, where the loss cannot fall further.
         tangent_gradients: project each row's gradient onto the tangent space of its sphere
             before the optimizer sees it (Riemannian gradient); the authors do not.
         restarts: independent random starts run side by side (``jax.vmap``); the first to
@@ -208,9 +211,11 @@ class History(NamedTuple):
 class Reconstruction(NamedTuple):
     """A solver's output: the best candidates ``X`` seen (lowest loss at a block end, over
     all starts), their loss, the number of iterations run, the wall time after compilation,
-    whether it is solved (``loss <= tol`` with every candidate pinned), the history, the
-    compilation time, why the run stopped (``"tol"``, ``"budget"``, ``"non-finite loss"``, or
-    ``"unpinned"``: ``loss <= tol`` with a candidate that ``theta`` does not pin) and each
+    whether it is solved (``loss <= tol``, or at most the round-off floor, with every
+    candidate pinned), the history, the compilation time, why the run stopped (``"tol"``,
+    ``"budget"``, ``"non-finite loss"``, ``"unpinned"``: ``loss <= tol`` with a candidate
+    that ``theta`` does not pin, or ``"round-off"``: ``tol`` below round-off, and an end
+    game's loss above it but within :func:`round_off_floor`, every candidate pinned) and each
     candidate's leave-one-out confidence (:func:`recon.solver_moves.leave_one_out_confidence`;
     about 1 or less: not pinned) and the fresh random starts a stalled lone start took
     (:func:`restart_stalled`: restarts alone, or the starts that joined it). The iterations
@@ -1090,20 +1095,48 @@ def stop_finished(state: SolverState, *, finite: np.ndarray, clock: Clock,
 #: relative difference under which a re-seeded polish counts as back at the same floor
 FLOOR_MATCH = 1e-3
 
+#: the round-off floor's scale in units of ``eps^2`` of ``theta``'s dtype
+#: (:func:`round_off_floor`)
+ROUND_OFF_SCALE = 1e3
+
+
+def round_off_floor(problem: ReconstructionProblem) -> float:
+    """The loss up to which a run whose candidates are all pinned has reached round-off:
+    :data:`ROUND_OFF_SCALE` times ``eps^2`` of ``theta``'s dtype (float32: 1.4e-11, below the
+    default ``tol``). Rounding ``theta`` moves each entry by up to ``eps/2`` relative, so the
+    share of ``theta`` outside the span of the true features can be about ``eps^2 / 4``, and
+    more after the features' own rounding: solutions polished from Adam measured 0.4 to 12
+    ``eps^2`` (float32 ``theta``, ReLU, tanh and softplus features; 0.05 ``eps^2`` at the
+    truth with float64 features). Judged from ``theta`` alone, never from the truth."""
+    return ROUND_OFF_SCALE * float(jnp.finfo(problem.theta.dtype).eps) ** 2
+
+
+def _target(solver: Solver, programs: Programs) -> float:
+    """The loss at which an end game's candidates, all pinned, are done: ``tol``, or the
+    round-off floor (:func:`round_off_floor`) where ``tol`` is below it."""
+    return max(solver.tol, round_off_floor(programs.batch.problem))
+
+
+def _done(loss: float, confidence: np.ndarray, *, solver: Solver,
+          programs: Programs) -> bool:
+    """Whether an end game's candidates are done: every one pinned (``polish.pinned``) at
+    :func:`_target`."""
+    return loss <= _target(solver, programs) and confidence.min() >= solver.polish.pinned
+
 
 def _settle_precisely(X, loss: float, confidence: np.ndarray, g: int, *, solver: Solver,
                       programs: Programs):
-    """For candidates ``X`` of problem ``g`` at ``tol`` with a candidate below
-    ``polish.pinned``: the polish and the confidence again with float64 features
+    """For candidates ``X`` of problem ``g`` at ``tol`` (or round-off: :func:`_target`) with
+    a candidate below ``polish.pinned``: the polish and the confidence again with float64 features
     (``precise``). With a float32 ``theta`` the loss bottoms out near 1e-14, where float32
     features blur a sample of tiny share: its candidate can look loose though ``theta`` pins
     it. Returns ``(X, loss, confidence, products)`` if every candidate is pinned then (and
     the loss still at ``tol``), else ``None`` (nothing to settle, or a loose candidate)."""
-    if loss > solver.tol or confidence.min() >= solver.polish.pinned:
+    if loss > _target(solver, programs) or confidence.min() >= solver.polish.pinned:
         return None
     X_fine, loss_fine, used = programs.polish(X, g, precise=True)
     confidence_fine = programs.confidences(X_fine, g, precise=True)
-    if loss_fine <= solver.tol and confidence_fine.min() >= solver.polish.pinned:
+    if _done(loss_fine, confidence_fine, solver=solver, programs=programs):
         return X_fine, loss_fine, confidence_fine, used
     return None
 
@@ -1160,7 +1193,7 @@ def _reseed_rounds(X, loss: float, confidence: np.ndarray, key, g: int, *, solve
     polish = solver.polish
     products, precise, guesses = 0, False, programs.guess_moves(confidence)
     for _ in range(polish.rounds if solver.reseed is not None else 0):
-        if loss <= solver.tol and confidence.min() >= polish.pinned:
+        if _done(loss, confidence, solver=solver, programs=programs):
             break
         key, sub = jax.random.split(key)
         if guesses and guesses[0][0] > 1:
@@ -1241,6 +1274,8 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     if loss <= solver.tol:
         state = stop_problems(state, this, clock=programs.clock,
                               unpinned=this & (confidence.min() < solver.polish.pinned))
+    elif _done(loss, confidence, solver=solver, programs=programs):
+        state = stop_problems(state, this, clock=programs.clock)  # at round-off: "round-off"
     return state
 
 
@@ -1327,9 +1362,12 @@ def report(state: SolverState, g: int, *, solver: Solver, sharp_from: int,
     loss_curve = trace[best, : iterations + 1] if reached.size else trace[best]
     iterations += int(state.products[g])
     loss = float(state.best_loss[g, best])
-    converged = bool(loss <= solver.tol) and not state.unpinned[g]
+    at_tol = bool(loss <= solver.tol) and not state.unpinned[g]
+    at_round_off = (bool(state.stopped[g]) and loss <= _target(solver, programs)
+                    and not (at_tol or state.failed[g] or state.unpinned[g]))
+    converged = at_tol or at_round_off
     reason = ("non-finite loss" if state.failed[g] else "unpinned" if state.unpinned[g]
-              else "tol" if converged else "budget")
+              else "tol" if at_tol else "round-off" if at_round_off else "budget")
     confidence = (None if state.failed[g] else
                   programs.confidences(state.best_X[g, best], g, bool(state.precise[g])))
     history = recorder.history(loss_curve) if g == 0 else History(

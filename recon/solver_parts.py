@@ -126,7 +126,10 @@ class Polish(_Part):
     that reaches ``tol`` is checked with the leave-one-out confidence of every candidate
     (:func:`recon.solver_moves.leave_one_out_confidence`): the run is solved only when each
     one is at least ``pinned``, and stops as ``"unpinned"``, not converged, if one is still
-    loose. With re-seeding on (:class:`Reseed`), a polish that ends above ``tol`` (a nearby
+    loose. Where ``tol`` is below the round-off floor of ``theta``'s dtype
+    (:func:`recon.solver.round_off_floor`), a polish within that floor with every candidate
+    pinned solves the run too (``"round-off"``): the loss cannot fall further. With
+    re-seeding on (:class:`Reseed`), a polish that ends above ``tol`` (a nearby
     minimum) or with a loose candidate re-seeds the least pinned candidate and polishes
     again, at most ``rounds`` times; the rounds end early when a re-seed comes back to the
     same loss with every candidate pinned (a floor: the network's training loss, round-off).

@@ -4,6 +4,7 @@ import dataclasses
 import subprocess
 import sys
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -337,6 +338,22 @@ def test_a_floor_with_every_candidate_pinned_ends_the_reseed_rounds(monkeypatch)
     # back at the same floor, every candidate pinned: no more rounds in that end game
     assert reseeded and max(map(len, reseeded)) == 1
     assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-2
+
+
+def test_a_tol_below_round_off_stops_at_round_off_with_every_candidate_pinned():
+    """A float32 ``theta`` cannot be explained to 1e-16: the run stops once an end game finds
+    every candidate pinned within the round-off floor, reported as such, not at its budget."""
+    ds, _, _, problem, key = make_rf(n=3, d=6, p=120, activation="tanh")
+    floor = solvers.round_off_floor(problem)
+    assert floor == pytest.approx(solvers.ROUND_OFF_SCALE * np.finfo(np.float32).eps ** 2)
+    assert solvers.round_off_floor(dataclasses.replace(
+        problem, theta=problem.theta.astype(jnp.float64))) < 1e-25
+    result = solvers.solve(problem, solvers.preset("default", max_steps=6000, tol=1e-16), key,
+                           progress=False)
+    assert result.stop_reason == "round-off" and result.converged
+    assert 1e-16 < result.loss <= floor and result.iterations < 6000
+    assert result.confidence.min() >= solvers.Polish().pinned
+    assert metrics.per_sample_errors(result.X, ds.X).max() < 1e-3
 
 
 def test_programs_do_not_hold_the_problems_arrays():
@@ -747,6 +764,9 @@ def test_a_candidate_loose_only_in_float32_features_is_settled_in_float64():
     pinned = solver.polish.pinned
 
     class Programs:  # the two programs _settle_precisely calls, with set answers
+        batch = types.SimpleNamespace(problem=types.SimpleNamespace(  # its round-off floor
+            theta=np.zeros(1, np.float32)))
+
         def __init__(self, loss, confidence):
             self.answer, self.confidence, self.calls = (loss, confidence), confidence, []
 

@@ -115,7 +115,7 @@ def _cell_metrics(dataset, problem, fit, result, threshold: float, batch_size: i
         "solve_seconds": result.seconds,
         "batch_size": batch_size,
         "active_features": active,
-        "zero_loss_elsewhere": bool(result.stop_reason in ("tol", "unpinned")
+        "zero_loss_elsewhere": bool(result.stop_reason in ("tol", "unpinned", "round-off")
                                     and recovered < 1),
         "trivially_satisfiable": bool(problems.real_feature_count(problem)
                                       <= problems.feature_rows(problem)),
