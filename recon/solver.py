@@ -318,14 +318,19 @@ def feature_ratio(problem: ReconstructionProblem) -> float:
     return real_feature_count(problem) / (problem.n * problem.d)
 
 
-def batch_feature_ratio(batch: ProblemBatch) -> float:
-    """The smallest :func:`feature_ratio` of the problems of ``batch`` (padded RF problems
+def feature_ratios(batch: ProblemBatch) -> np.ndarray:
+    """``(G,)``, the :func:`feature_ratio` of each problem of ``batch`` (padded RF problems
     count their unmasked features)."""
     mask = batch.state.get("mask") if isinstance(batch.state, dict) else None
     if mask is None or batch.problem.real_features is not None:
-        return feature_ratio(batch.problem)
-    real = np.count_nonzero(np.asarray(mask).reshape(batch.G, -1), axis=1).min()
-    return float(real) / (batch.problem.n * batch.problem.d)
+        return np.full(batch.G, feature_ratio(batch.problem))
+    real = np.count_nonzero(np.asarray(mask).reshape(batch.G, -1), axis=1)
+    return real / (batch.problem.n * batch.problem.d)
+
+
+def batch_feature_ratio(batch: ProblemBatch) -> float:
+    """The smallest :func:`feature_ratio` of the problems of ``batch`` (:func:`feature_ratios`)."""
+    return float(feature_ratios(batch).min())
 
 
 #: the end game places guesses only where the real features number at least this many times
@@ -542,6 +547,10 @@ class Programs:
         self.features = float(np.prod(kind.theta.shape))
         polish = (solver.polish.sized(problem.n * problem.d * self.features)
                   if solver.polish is not None else None)
+        #: each problem's conjugate-gradient tolerance in the polish (:meth:`recon.
+        #: solver_parts.Polish.tolerance`, by its own feature ratio, whatever its companions)
+        self._cg_tol = ([polish.tolerance(r) for r in feature_ratios(batch)]
+                        if polish is not None else None)
         self._polish = ({precise: cached_program(
             ("polish", kind, polish, solver.ridge, precise),
             lambda precise=precise: polish_program(kind, polish, solver.ridge, precise))
@@ -634,7 +643,7 @@ class Programs:
         state, theta = self._problem(g)
         X, loss, products = self._polish[precise](
             X, state, theta, self._flags(left_out), POLISH_TO * self.solver.tol,
-            compiling=self.clock.compiling)
+            self._cg_tol[g], compiling=self.clock.compiling)
         return X, float(loss), int(products)
 
     def walk(self, X, g: int):

@@ -17,7 +17,7 @@ import optax
 from recon import models, sphere
 from recon.loss import projection_residual, projection_share, ridged_gram
 from recon.problems import ReconstructionProblem
-from recon.solver_parts import Polish, Reseed
+from recon.solver_parts import EXACT_CG_TOL, Polish, Reseed
 
 Array = jax.Array
 
@@ -223,39 +223,45 @@ def walk_program(problem: ReconstructionProblem, steps: int, lr: float, ridge: f
     return jax.jit(walk)
 
 
+def _stalled(window: Array, it, since) -> Array:
+    """Three iterations since ``since`` that lowered the loss by less than half (``window``:
+    the last four losses, newest first)."""
+    return (it - since >= 3) & (window[0] > 0.5 * window[3])
+
+
 def _polish_goes_on(carry, polish: Polish, stop_at) -> Array:
     """Whether :func:`polish_program` goes on from ``carry`` (``u, lambda, loss, the last
-    four losses, iterations, products, moved``): not after ``polish.steps`` iterations, nor
-    once ``lambda`` grows past ``1e3`` (no step helps), three iterations lowered the loss by
-    less than half, or the loss is at most ``stop_at`` and the last step moved no candidate
-    by more than :data:`SETTLED_STEP` of the radius (``moved``)."""
-    _, lam, loss, window, it, _, moved = carry
-    stalled = (it >= 3) & (window[0] > 0.5 * window[3])
+    four losses, iterations, products, moved, the conjugate gradients' tolerance, the
+    iteration it was set at``): not after ``polish.steps`` iterations, nor once ``lambda``
+    grows past ``1e3`` (no step helps), three iterations of exact steps lowered the loss by
+    less than half (:func:`_stalled`), or the loss is at most ``stop_at`` and the last step
+    moved no candidate by more than :data:`SETTLED_STEP` of the radius (``moved``)."""
+    _, lam, loss, window, it, _, moved, tol, since = carry
+    stalled = _stalled(window, it, since) & (tol <= EXACT_CG_TOL)
     settled = (loss <= stop_at) & (moved <= SETTLED_STEP)
     return (it < polish.steps) & (lam < 1e3) & (loss > 0) & ~settled & ~stalled
 
 
 def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
                    precise: bool = False):
-    """A jitted ``polish(X, state, theta, left_out=None, stop_at=0.0) -> (X, loss,
-    products)``: Levenberg-Marquardt on the residual ``r(X) = (theta - P(X) theta) /
+    """A jitted ``polish(X, state, theta, left_out=None, stop_at=0.0, cg_tol=EXACT_CG_TOL) ->
+    (X, loss, products)``: Levenberg-Marquardt on the residual ``r(X) = (theta - P(X) theta) /
     ||theta||``, matrix-free; candidates flagged in ``left_out`` (``(n,)`` booleans) stay out
-    of the span.
+    of the span. ``products``: ``cg_steps + 2`` per iteration (an upper bound).
 
     Rows are ``X_i = r u_i / |u_i|``, so the sphere needs no constraint. Each iteration
     solves ``(J^T J + lambda I) delta = -J^T r`` by at most ``polish.cg_steps`` steps of
-    conjugate gradients, with ``J v`` from :func:`jax.linearize` and ``J^T w`` from its
-    transpose: the Jacobian (``P`` by ``n d``) is never formed, so it serves any size. A step
-    that lowers the loss is taken and ``lambda`` divided by 3, else ``lambda`` is multiplied
-    by 4. With ``polish.balanced`` the unknowns are each candidate's coordinates scaled by
-    :func:`candidate_scales` (fixed for the run), so the damping and CG treat a candidate of
-    tiny share like the others. It stops where :func:`_polish_goes_on` says. ``products``:
-    ``cg_steps + 2`` Jacobian products per iteration (an upper bound). ``precise``: features
-    in float64 (:func:`recon.solver.end_game`)."""
+    conjugate gradients (fewer once their residual is ``cg_tol`` times ``J^T r``, inexact
+    Newton steps, until they stall: exact ones then), ``J v`` from :func:`jax.linearize` and
+    ``J^T w`` from its transpose: the Jacobian (``P`` by ``n d``) is never formed, so it
+    serves any size. A step that lowers the loss is taken and ``lambda`` divided by 3, else
+    ``lambda`` is multiplied by 4. With ``polish.balanced`` the unknowns are each candidate's
+    coordinates scaled by :func:`candidate_scales` (fixed for the run), so the damping and CG
+    treat a candidate of tiny share like the others. Stops: :func:`_polish_goes_on`."""
     def candidates(u):
         return sphere.on_spheres(u.reshape((problem.n,) + problem.input_shape), problem.radius)
 
-    def run(X, state, theta, left_out=None, stop_at=0.0):
+    def run(X, state, theta, left_out=None, stop_at=0.0, cg_tol=EXACT_CG_TOL):
         dtype = jnp.float64 if precise else X.dtype
         theta64 = theta.astype(jnp.float64)
         scale = _polish_scales(problem, polish, state, theta, X.astype(dtype), ridge)
@@ -267,12 +273,12 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
             return projection_residual(F, theta64, ridge) / jnp.linalg.norm(theta64)
 
         def iteration(carry):
-            u, lam, loss, window, it, products, _ = carry
+            u, lam, loss, window, it, products, _, tol, since = carry
             r0, jvp = jax.linearize(lambda v: residual(u + scale * v), jnp.zeros_like(u))
             vjp = jax.linear_transpose(jvp, u)
             (g,) = vjp(r0)
             step, _ = jax.scipy.sparse.linalg.cg(lambda v: vjp(jvp(v))[0] + lam * v, -g,
-                                                 maxiter=polish.cg_steps, tol=1e-12)
+                                                 maxiter=polish.cg_steps, tol=tol)
             delta = scale * step
             r1 = residual(u + delta)
             new_loss = r1 @ r1
@@ -281,16 +287,17 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
             loss = jnp.where(better, new_loss, loss)
             lam = jnp.where(better, jnp.maximum(lam / 3, 1e-12), lam * 4)
             window = jnp.roll(window, 1).at[0].set(loss)
-            moved = jnp.max(jnp.linalg.norm(delta.reshape(problem.n, -1), axis=1))
-            moved = jnp.where(better, moved / problem.radius, jnp.inf)
-            return u, lam, loss, window, it + 1, products + polish.cg_steps + 2, moved
+            moved = jnp.where(better, jnp.max(jnp.linalg.norm(delta.reshape(
+                problem.n, -1), axis=1)) / problem.radius, jnp.inf)
+            exact = _stalled(window, it + 1, since) & (tol > EXACT_CG_TOL)  # inexact stalls
+            return (u, lam, loss, window, it + 1, products + polish.cg_steps + 2, moved,
+                    jnp.where(exact, EXACT_CG_TOL, tol), jnp.where(exact, it + 1, since))
 
         u0 = X.astype(jnp.float64).reshape(-1)
-        r = residual(u0)
-        loss0 = r @ r
+        loss0 = (lambda r: r @ r)(residual(u0))
         carry = (u0, jnp.asarray(1e-6, jnp.float64), loss0, jnp.full(4, loss0), 0, 0,
-                 jnp.asarray(jnp.inf, jnp.float64))
-        u, _, loss, _, _, products, _ = jax.lax.while_loop(
+                 jnp.asarray(jnp.inf, jnp.float64), jnp.asarray(cg_tol, jnp.float64), 0)
+        u, _, loss, _, _, products, *_ = jax.lax.while_loop(
             lambda c: _polish_goes_on(c, polish, stop_at), iteration, carry)
         return candidates(u).astype(X.dtype), loss, products
 

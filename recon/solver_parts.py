@@ -114,6 +114,10 @@ class Cloning(_Part):
 #: at the authors' size 10 lost seed 3's sample of tiny share for 7,000 iterations, 20 did not
 MIN_CG_STEPS = 20
 
+#: the conjugate gradients' relative tolerance of an exact Gauss-Newton step (:class:`Polish`
+#: below ``inexact_from``): never reached in practice, so they run all ``cg_steps``
+EXACT_CG_TOL = 1e-12
+
 
 @dataclass(frozen=True)
 class Polish(_Part):
@@ -162,7 +166,16 @@ class Polish(_Part):
     (the slowest seed 15 s against 29 s), and 10 lost seed 3's tiny-share sample for 7,000
     iterations; at the law chapter's small sizes 20 instead of 50 moved a threshold up
     (``n=4, d=15``: 1.17 to 1.32), so below ``n d P = 1.6e7`` the 50 stay. The cap never
-    goes below :data:`MIN_CG_STEPS` (20, the fewest measured to work)."""
+    goes below :data:`MIN_CG_STEPS` (20, the fewest measured to work). Where the real features
+    number at least ``inexact_from`` times the unknowns ``d n``, the conjugate gradients stop
+    once their residual is ``cg_tol`` times ``J^T r`` (an inexact Newton step,
+    :meth:`tolerance`; below, they run all their steps). Seconds to error 1e-3, seeds 0-4,
+    exact against 0.1 (``benchmarks/escape_moves.py``, Intel Xeon, 2 cores): ``n=10, d=30,
+    p=3000`` 0.19-0.68 against 0.09-0.43; ``n=10, d=50, p=5000`` 0.33-0.76 against
+    0.20-0.34; the authors' size median 3.23 against 2.89, slowest 5.24 against 4.95. Nearer
+    the threshold it did not pay: over the law chapter's quick grid it moved the ``n=4,
+    d=15`` threshold up (1.25 to 1.32) in no less time, and at ratio 2 of its largest size
+    (seeds 0-9) the median fell (8.0 to 7.3 s) but the slowest seed rose (12.5 to 17.0 s)."""
 
     steps: int = 30
     cg_steps: int = 50
@@ -175,13 +188,16 @@ class Polish(_Part):
     cleaned: bool = True
     walk_steps: int = 200
     walk_lr: float = 0.01
+    cg_tol: float = 0.1
+    inexact_from: float = 4.0
 
     _checks = {"steps": checks.positive_int, "cg_steps": checks.positive_int,
                "below": checks.positive_float, "pinned": checks.positive_float,
                "rounds": checks.nonnegative_int, "balanced": checks.boolean,
                "guesses": checks.boolean, "cleaned": checks.boolean,
                "walk_steps": checks.positive_int, "walk_lr": checks.positive_float,
-               "cg_work": checks.nonnegative_float}
+               "cg_work": checks.nonnegative_float, "cg_tol": checks.positive_float,
+               "inexact_from": checks.positive_float}
 
     def sized(self, work: float) -> Polish:
         """These settings for a problem whose Jacobian products cost ``work`` (``n d P``):
@@ -191,3 +207,9 @@ class Polish(_Part):
             return self
         capped = max(MIN_CG_STEPS, int(self.cg_work // work))
         return replace(self, cg_steps=min(self.cg_steps, capped))
+
+    def tolerance(self, ratio: float) -> float:
+        """The conjugate gradients' relative tolerance for a problem whose real features
+        number ``ratio`` times its unknowns ``d n``: ``cg_tol`` from ``inexact_from`` on,
+        else :data:`EXACT_CG_TOL`."""
+        return self.cg_tol if ratio >= self.inexact_from else EXACT_CG_TOL

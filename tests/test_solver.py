@@ -18,6 +18,7 @@ from recon.loss import projection_loss, projection_share
 from recon.problems import ReconstructionProblem
 from recon.solver_moves import (guess_program, leave_one_out_confidence, polish_program,
                                 reseed_program, walk_program)
+from recon.solver_parts import EXACT_CG_TOL
 from recon.sphere import project_to_sphere
 
 
@@ -652,6 +653,43 @@ def test_polish_finishes_what_adam_leaves_near_a_solution():
     assert metrics.per_sample_errors(polished, ds.X).max() < 1e-4
     np.testing.assert_allclose(np.linalg.norm(np.asarray(polished), axis=1), np.sqrt(8),
                                rtol=1e-5)
+
+
+def test_an_inexact_newton_polish_finishes_too_where_features_abound():
+    """Conjugate gradients stopped at a tenth of ``J^T r`` (``cg_tol``, far above the
+    threshold: p = 10 d n here) still take the polish to the solution; so do steps barely
+    solved (0.99), with exact ones once they stall. (Without that switch, the polishes of
+    the cleaned re-seed's test below stalled at loss 6e-5.)"""
+    ds, _, _, problem, key = make_rf(n=4, d=8, p=320, seed=2)
+    near = project_to_sphere(ds.X + 0.05 * jax.random.normal(key, ds.X.shape), np.sqrt(8))
+    polish = polish_program(problem, solvers.Polish(), ridge=1e-10)
+    for cg_tol in (0.1, 0.99):
+        polished, loss, _ = polish(near, problem.state, problem.theta, None, 0.0, cg_tol)
+        assert float(loss) < 1e-10
+        assert metrics.per_sample_errors(polished, ds.X).max() < 1e-4
+
+
+def test_each_problem_polishes_with_its_own_conjugate_gradient_tolerance():
+    """Inexact steps (``cg_tol``) only from ``inexact_from`` times ``d n`` real features on;
+    nearer the threshold the steps stay exact. In a batch padded to one ``P``, each problem
+    gets its own, whatever its companions."""
+    polish = solvers.Polish()
+    assert (polish.tolerance(4.0), polish.tolerance(10.0)) == (0.1, 0.1)
+    assert polish.tolerance(3.9) == polish.tolerance(1.0) == EXACT_CG_TOL
+    assert solvers.Polish(cg_tol=0.3, inexact_from=2.0).tolerance(2.0) == 0.3
+    for bad in ({"cg_tol": 0.0}, {"inexact_from": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            solvers.Polish(**bad)
+    n, d = 3, 4
+    made = [make_rf(n=n, d=d, p=p, seed=s)[3] for p, s in ((24, 0), (96, 1))]  # ratios 2, 8
+    batch = problems.stack_problems([problems.pad_features(q, 96) for q in made])
+    np.testing.assert_allclose(solvers.feature_ratios(batch), [2.0, 8.0])
+    assert solvers.batch_feature_ratio(batch) == 2.0
+    solver = solvers.preset("default")
+    state = solvers.initial_state(batch.problem, solver, 2, 0, jax.random.split(
+        jax.random.key(0), 2))
+    programs = solvers.Programs(batch, solver, state, 0, solvers.Clock())
+    assert programs._cg_tol == [EXACT_CG_TOL, 0.1]
 
 
 def test_the_matrix_free_polish_serves_a_jacobian_too_large_to_form():
