@@ -329,7 +329,7 @@ def feature_ratios(batch: ProblemBatch) -> np.ndarray:
 
 
 def batch_feature_ratio(batch: ProblemBatch) -> float:
-    """The smallest :func:`feature_ratio` of the problems of ``batch`` (:func:`feature_ratios`)."""
+    """The smallest of the problems' :func:`feature_ratios` in ``batch``."""
     return float(feature_ratios(batch).min())
 
 
@@ -1136,11 +1136,11 @@ def _done(loss: float, confidence: np.ndarray, *, solver: Solver,
 def _settle_precisely(X, loss: float, confidence: np.ndarray, g: int, *, solver: Solver,
                       programs: Programs):
     """For candidates ``X`` of problem ``g`` at ``tol`` (or round-off: :func:`_target`) with
-    a candidate below ``polish.pinned``: the polish and the confidence again with float64 features
-    (``precise``). With a float32 ``theta`` the loss bottoms out near 1e-14, where float32
-    features blur a sample of tiny share: its candidate can look loose though ``theta`` pins
-    it. Returns ``(X, loss, confidence, products)`` if every candidate is pinned then (and
-    the loss still at ``tol``), else ``None`` (nothing to settle, or a loose candidate)."""
+    a candidate below ``polish.pinned``: the polish and the confidence again with float64
+    features (``precise``). With a float32 ``theta`` the loss bottoms out near 1e-14, where
+    float32 features blur a sample of tiny share: its candidate can look loose though
+    ``theta`` pins it. Returns ``(X, loss, confidence, products)`` if every candidate is
+    pinned then (the loss still at ``tol``), else ``None`` (nothing to settle, or loose)."""
     if loss > _target(solver, programs) or confidence.min() >= solver.polish.pinned:
         return None
     X_fine, loss_fine, used = programs.polish(X, g, precise=True)

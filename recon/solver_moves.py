@@ -245,9 +245,9 @@ def _polish_goes_on(carry, polish: Polish, stop_at) -> Array:
 def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
                    precise: bool = False):
     """A jitted ``polish(X, state, theta, left_out=None, stop_at=0.0, cg_tol=EXACT_CG_TOL) ->
-    (X, loss, products)``: Levenberg-Marquardt on the residual ``r(X) = (theta - P(X) theta) /
-    ||theta||``, matrix-free; candidates flagged in ``left_out`` (``(n,)`` booleans) stay out
-    of the span. ``products``: ``cg_steps + 2`` per iteration (an upper bound).
+    (X, loss, products)``: Levenberg-Marquardt on ``r(X) = (theta - P(X) theta) / ||theta||``,
+    matrix-free; candidates flagged in ``left_out`` (``(n,)`` booleans) stay out of the span;
+    ``products``: ``cg_steps + 2`` per iteration (at most); ``precise``: float64 features.
 
     Rows are ``X_i = r u_i / |u_i|``, so the sphere needs no constraint. Each iteration
     solves ``(J^T J + lambda I) delta = -J^T r`` by at most ``polish.cg_steps`` steps of
@@ -257,7 +257,7 @@ def polish_program(problem: ReconstructionProblem, polish: Polish, ridge: float,
     serves any size. A step that lowers the loss is taken and ``lambda`` divided by 3, else
     ``lambda`` is multiplied by 4. With ``polish.balanced`` the unknowns are each candidate's
     coordinates scaled by :func:`candidate_scales` (fixed for the run), so the damping and CG
-    treat a candidate of tiny share like the others. Stops: :func:`_polish_goes_on`."""
+    treat a candidate of tiny share like the others (stops: :func:`_polish_goes_on`)."""
     def candidates(u):
         return sphere.on_spheres(u.reshape((problem.n,) + problem.input_shape), problem.radius)
 
