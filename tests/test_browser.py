@@ -166,7 +166,7 @@ def wait_until_ready(page, attempts: int = 5) -> None:
     try:
         target = page.evaluate(REDIRECT_JS)
     except PlaywrightError as exc:
-        if not navigated(exc):
+        if not worth_again(exc):
             raise
         target = None
         page.wait_for_load_state("load")
@@ -238,7 +238,7 @@ def visited(browser, site):
     return reports
 
 
-def navigated(exc: Exception) -> bool:
+def worth_again(exc: Exception) -> bool:
     """Whether Playwright's ``exc`` says the page navigated under the call ("Execution context
     was destroyed"), or that it was not ready in time (:data:`READY_JS`): either way a new
     attempt may find it as it should be."""
@@ -247,15 +247,15 @@ def navigated(exc: Exception) -> bool:
 
 def again_if_navigated(action, attempts: int = VISITS, before_again=lambda: None):
     """``action()``, made again (at most ``attempts`` times in all, ``before_again()`` before
-    each new attempt) while it fails because the page navigated under it (:func:`navigated`);
-    any other failure, or the last attempt's, is raised."""
+    each new attempt) while it fails because the page navigated under it or was not ready in
+    time (:func:`worth_again`); any other failure, or the last attempt's, is raised."""
     from playwright.sync_api import Error as PlaywrightError
 
     for attempt in range(attempts):
         try:
             return action()
         except PlaywrightError as exc:
-            if not navigated(exc) or attempt == attempts - 1:
+            if not worth_again(exc) or attempt == attempts - 1:
                 raise
             before_again()
 
