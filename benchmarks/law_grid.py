@@ -1,9 +1,10 @@
 """Where the law chapter's time goes: its grid, batch by batch.
 
-    python benchmarks/law_grid.py [--profile quick]
+    python benchmarks/law_grid.py [--profile quick] [--parameters YAML]
 
 Runs the law chapter's grid (the notebook's parameters at ``--profile``, from
-``notebooks/profiles.yml`` over the notebook's defaults) in this process, batch by batch as
+``notebooks/profiles.yml`` over the notebook's defaults, and ``--parameters`` over both, as
+papermill's ``-y``: ``--parameters "sizes: [[2, 10], [4, 10]]"``) in this process, batch by batch as
 :func:`recon.chapters.law.run_grid` batches it (:data:`recon.chapters.law.BATCH_BY`), with no
 cache. One line per batch: its size ``(n, d)``, preset, padded ``P``, cells, wall seconds,
 the seconds of its slowest cell's solve (compilation excluded), JAX's compilation seconds
@@ -24,18 +25,24 @@ import time
 import numpy as np
 import pandas as pd
 import papermill as pm
+import yaml
 
 from recon.book import notebooks, sweep
 from recon.chapters import law
 from recon.solver import Clock
 
 
-def grid_settings(profile: str) -> law.LawSweep:
+def grid_settings(profile: str, parameters: dict | None = None) -> law.LawSweep:
     """The law chapter's :class:`recon.chapters.law.LawSweep` at ``profile``: the notebook's
-    parameter defaults with the profile's values on top."""
+    parameter defaults with the profile's values on top, and ``parameters`` on top of both
+    (a name the notebook does not have is refused)."""
     defaults = {name: ast.literal_eval(spec["default"]) for name, spec in
                 pm.inspect_notebook(str(notebooks.NOTEBOOKS / "law.ipynb")).items()}
-    return law.LawSweep(**(defaults | dict(notebooks.load_profiles()["law"][profile] or {})))
+    unknown = sorted(set(parameters or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown law parameters {unknown}; the notebook has {sorted(defaults)}")
+    return law.LawSweep(**(defaults | dict(notebooks.load_profiles()["law"][profile] or {})
+                           | dict(parameters or {})))
 
 
 def batches(settings: law.LawSweep) -> list[list[dict]]:
@@ -48,9 +55,14 @@ def batches(settings: law.LawSweep) -> list[list[dict]]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick", choices=notebooks.PROFILES)
+    parser.add_argument("--parameters", default="", help="YAML mapping of notebook "
+                        "parameters over the profile's, e.g. 'seeds: [0, 1]'")
     args = parser.parse_args()
+    parameters = yaml.safe_load(args.parameters) or {}
+    if not isinstance(parameters, dict):
+        parser.error(f"--parameters must be a YAML mapping, got {args.parameters!r}")
     rows, records, start = [], [], time.perf_counter()
-    for cells in batches(grid_settings(args.profile)):
+    for cells in batches(grid_settings(args.profile, parameters)):
         tic, clock = time.perf_counter(), Clock()
         out = law.rf_cells(cells)
         bad = [r for r in out if isinstance(r, Exception)]
@@ -71,7 +83,7 @@ def main():
     thresholds = {f"{solver} {size}": None if np.isnan(ratio) else round(ratio, 3)
                   for solver, group in table.groupby("solver")
                   for size, ratio in law.thresholds(group).items()}
-    summary = {"profile": args.profile, "seconds": round(time.perf_counter() - start, 1),
+    summary = {"profile": args.profile, "parameters": parameters, "seconds": round(time.perf_counter() - start, 1),
                "slowest_solves": round(sum(r["slowest_solve"] for r in rows), 1),
                "thresholds": thresholds, "batches": rows}
     print(f"grid: {summary['seconds']} s, of which the batches' slowest solves "

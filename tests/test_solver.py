@@ -378,6 +378,22 @@ def test_a_program_compiles_with_its_options_or_else_with_the_defaults():
     np.testing.assert_allclose(refused(x), np.sin(np.asarray(x)), rtol=1e-6)
 
 
+def test_programs_compile_for_the_cpu_without_its_fusion_emitters():
+    """:data:`recon.program_cache.CPU_COMPILER_OPTIONS` go to every program compiled for the
+    CPU, under its own options; this JAX's CPU backend accepts them (were one refused, every
+    program would silently compile with the defaults again, at the old compilation time)."""
+    assert jax.default_backend() == "cpu"
+    plain = program_cache.Program(jax.jit(jnp.sin))
+    assert plain.options() == program_cache.CPU_COMPILER_OPTIONS
+    own = program_cache.Program(jax.jit(jnp.sin), {"xla_cpu_use_fusion_emitters": True,
+                                                    "xla_backend_optimization_level": 1})
+    assert own.options() == {"xla_cpu_use_fusion_emitters": True,
+                             "xla_backend_optimization_level": 1}
+    x = jnp.linspace(0.0, 1.0, 7)
+    jax.jit(jnp.sin).lower(x).compile(program_cache.CPU_COMPILER_OPTIONS)  # not refused
+    np.testing.assert_allclose(plain(x), np.sin(np.asarray(x)), rtol=1e-6)
+
+
 def test_reseed_replaces_a_duplicated_candidate_by_the_missing_sample():
     ds, _, _, problem, key = make_rf(n=4, d=8, p=640, seed=1)
     X = ds.X.at[3].set(ds.X[0])[None]  # one start: sample 3 missing, sample 0 twice
