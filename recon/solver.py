@@ -527,6 +527,7 @@ class Programs:
         problem = batch.problem
         self.batch, self.solver, self.clock, self.sharp_from = batch, solver, clock, sharp_from
         self.kind = kind = program_problem(problem)
+        self._problems: dict = {}
         G = batch.G
         blocks = (solver.optimizer, solver.tol, solver.tangent_gradients, solver.chunk,
                   solver.ridge, solver.smoothing)
@@ -627,7 +628,13 @@ class Programs:
         return self._reseed[explore_only](X, compiling=self.clock.compiling, **kwargs)
 
     def _problem(self, g: int):
-        return jax.tree.map(lambda a: a[g], self.batch.state), self.batch.theta[g]
+        """Problem ``g``'s state and ``theta``, sliced from the batch once per run (an end
+        game asks for them tens of times; :meth:`reseed_one` keeps them with a leading axis
+        of one under ``("row", g)``)."""
+        if g not in self._problems:
+            self._problems[g] = (jax.tree.map(lambda a: a[g], self.batch.state),
+                                 self.batch.theta[g])
+        return self._problems[g]
 
     def _flags(self, candidates) -> np.ndarray:
         """``(n,)`` booleans, set at the indices ``candidates``."""
@@ -658,12 +665,15 @@ class Programs:
         this is the call of the re-seeding checks, and shares their compiled program; with
         ``R`` starts it compiles its own (repeating the start to ``R`` rows would share it,
         but cost ``R`` searches per call: more than the compilation over a run's end games)."""
-        rows = 0 if self.batch.G == 1 else np.array([g])
+        if self.batch.G == 1:
+            state, theta = self._problem(0)
+        else:
+            if ("row", g) not in self._problems:
+                self._problems["row", g] = jax.tree.map(lambda a: a[None], self._problem(g))
+            state, theta = self._problems["row", g]
         return self.reseed(X[None], False, keys=key[None], stuck=jnp.ones(1, bool),
                            attempts=jnp.asarray(np.full(1, attempt, ATTEMPTS_DTYPE)),
-                           explore=jnp.zeros(1, bool),
-                           state=jax.tree.map(lambda a: a[rows], self.batch.state),
-                           theta=self.batch.theta[rows])[0]
+                           explore=jnp.zeros(1, bool), state=state, theta=theta)[0]
 
     def guess_moves(self, confidence: np.ndarray) -> list[tuple[int, float]]:
         """The guesses the end game tries at a new point with leave-one-out ``confidence``, in
