@@ -4,14 +4,15 @@
 
 Runs the law chapter's grid (the notebook's parameters at ``--profile``, from
 ``notebooks/profiles.yml`` over the notebook's defaults, and ``--parameters`` over both, as
-papermill's ``-y``: ``--parameters "sizes: [[2, 10], [4, 10]]"``) in this process, batch by batch as
-:func:`recon.chapters.law.run_grid` batches it (:data:`recon.chapters.law.BATCH_BY`), with no
-cache. One line per batch: its size ``(n, d)``, preset, padded ``P``, cells, wall seconds,
-the seconds of its slowest cell's solve (compilation excluded), JAX's compilation seconds
-in it (:class:`recon.solver.Clock`), the largest and median iterations and the stop
-reasons; then the whole grid's wall seconds, the sum of the slowest solves (what the
-arithmetic costs) and each size's empirical threshold (:func:`recon.chapters.law.
-thresholds`). The last line is one JSON object with the same numbers.
+papermill's ``-y`` would: ``--parameters "sizes: [[2, 10], [4, 10]]"``) in this process, batch
+by batch as :func:`recon.chapters.law.run_grid` batches it
+(:data:`recon.chapters.law.BATCH_BY`), with no cache. One line per batch: its size ``(n, d)``,
+preset, padded ``P``, cells, wall seconds, the seconds of its slowest cell's solve (compilation
+excluded), JAX's compilation seconds in it (:class:`recon.solver.Clock`), the largest and
+median iterations and the stop reasons; then the whole grid's wall seconds, the sum of the
+slowest solves (what the arithmetic costs) and each size's empirical threshold
+(:func:`recon.chapters.law.thresholds`). The last line is one JSON object with the same
+numbers.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def main():
     thresholds = {f"{solver} {size}": None if np.isnan(ratio) else round(ratio, 3)
                   for solver, group in table.groupby("solver")
                   for size, ratio in law.thresholds(group).items()}
-    summary = {"profile": args.profile, "parameters": parameters, "seconds": round(time.perf_counter() - start, 1),
+    summary = {"profile": args.profile, "parameters": parameters,
+               "seconds": round(time.perf_counter() - start, 1),
                "slowest_solves": round(sum(r["slowest_solve"] for r in rows), 1),
                "thresholds": thresholds, "batches": rows}
     print(f"grid: {summary['seconds']} s, of which the batches' slowest solves "

@@ -627,14 +627,15 @@ class Programs:
         anyway."""
         return self._reseed[explore_only](X, compiling=self.clock.compiling, **kwargs)
 
-    def _problem(self, g: int):
-        """Problem ``g``'s state and ``theta``, sliced from the batch once per run (an end
-        game asks for them tens of times; :meth:`reseed_one` keeps them with a leading axis
-        of one under ``("row", g)``)."""
-        if g not in self._problems:
-            self._problems[g] = (jax.tree.map(lambda a: a[g], self.batch.state),
-                                 self.batch.theta[g])
-        return self._problems[g]
+    def _problem(self, g: int, row: bool = False):
+        """Problem ``g``'s state and ``theta`` (``row``: with a leading axis of one), sliced
+        from the batch once per run: an end game asks for them tens of times."""
+        if (g, row) not in self._problems:
+            state, theta = (jax.tree.map(lambda a: a[g], self.batch.state),
+                            self.batch.theta[g])
+            self._problems[g, row] = (jax.tree.map(lambda a: a[None], (state, theta)) if row
+                                      else (state, theta))
+        return self._problems[g, row]
 
     def _flags(self, candidates) -> np.ndarray:
         """``(n,)`` booleans, set at the indices ``candidates``."""
@@ -665,12 +666,7 @@ class Programs:
         this is the call of the re-seeding checks, and shares their compiled program; with
         ``R`` starts it compiles its own (repeating the start to ``R`` rows would share it,
         but cost ``R`` searches per call: more than the compilation over a run's end games)."""
-        if self.batch.G == 1:
-            state, theta = self._problem(0)
-        else:
-            if ("row", g) not in self._problems:
-                self._problems["row", g] = jax.tree.map(lambda a: a[None], self._problem(g))
-            state, theta = self._problems["row", g]
+        state, theta = self._problem(g, row=self.batch.G > 1)
         return self.reseed(X[None], False, keys=key[None], stuck=jnp.ones(1, bool),
                            attempts=jnp.asarray(np.full(1, attempt, ATTEMPTS_DTYPE)),
                            explore=jnp.zeros(1, bool), state=state, theta=theta)[0]
