@@ -26,24 +26,21 @@ import time
 import numpy as np
 import pandas as pd
 import papermill as pm
-import yaml
 
-from recon.book import notebooks, sweep
+from recon.book import cli, notebooks, sweep
 from recon.chapters import law
 from recon.solver import Clock
 
 
-def grid_settings(profile: str, parameters: dict | None = None) -> law.LawSweep:
+def grid_settings(profile: str, parameters: str = "") -> law.LawSweep:
     """The law chapter's :class:`recon.chapters.law.LawSweep` at ``profile``: the notebook's
-    parameter defaults with the profile's values on top, and ``parameters`` on top of both
-    (a name the notebook does not have is refused)."""
+    parameter defaults with the profile's values on top, and ``parameters`` (YAML text, read
+    and checked as ``python -m recon run -y`` reads it: :func:`recon.book.cli.
+    parameter_overrides`) on top of both."""
     defaults = {name: ast.literal_eval(spec["default"]) for name, spec in
                 pm.inspect_notebook(str(notebooks.NOTEBOOKS / "law.ipynb")).items()}
-    unknown = sorted(set(parameters or {}) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown law parameters {unknown}; the notebook has {sorted(defaults)}")
     return law.LawSweep(**(defaults | dict(notebooks.load_profiles()["law"][profile] or {})
-                           | dict(parameters or {})))
+                           | cli.parameter_overrides(["law"], [], parameters)))
 
 
 def batches(settings: law.LawSweep) -> list[list[dict]]:
@@ -59,11 +56,8 @@ def main():
     parser.add_argument("--parameters", default="", help="YAML mapping of notebook "
                         "parameters over the profile's, e.g. 'seeds: [0, 1]'")
     args = parser.parse_args()
-    parameters = yaml.safe_load(args.parameters) or {}
-    if not isinstance(parameters, dict):
-        parser.error(f"--parameters must be a YAML mapping, got {args.parameters!r}")
     rows, records, start = [], [], time.perf_counter()
-    for cells in batches(grid_settings(args.profile, parameters)):
+    for cells in batches(grid_settings(args.profile, args.parameters)):
         tic, clock = time.perf_counter(), Clock()
         out = law.rf_cells(cells)
         bad = [r for r in out if isinstance(r, Exception)]
@@ -84,7 +78,7 @@ def main():
     thresholds = {f"{solver} {size}": None if np.isnan(ratio) else round(ratio, 3)
                   for solver, group in table.groupby("solver")
                   for size, ratio in law.thresholds(group).items()}
-    summary = {"profile": args.profile, "parameters": parameters,
+    summary = {"profile": args.profile, "parameters": args.parameters,
                "seconds": round(time.perf_counter() - start, 1),
                "slowest_solves": round(sum(r["slowest_solve"] for r in rows), 1),
                "thresholds": thresholds, "batches": rows}

@@ -631,10 +631,9 @@ class Programs:
         """Problem ``g``'s state and ``theta`` (``row``: with a leading axis of one), sliced
         from the batch once per run: an end game asks for them tens of times."""
         if (g, row) not in self._problems:
-            state, theta = (jax.tree.map(lambda a: a[g], self.batch.state),
-                            self.batch.theta[g])
-            self._problems[g, row] = (jax.tree.map(lambda a: a[None], (state, theta)) if row
-                                      else (state, theta))
+            self._problems[g, row] = (
+                jax.tree.map(lambda a: a[None], self._problem(g)) if row
+                else (jax.tree.map(lambda a: a[g], self.batch.state), self.batch.theta[g]))
         return self._problems[g, row]
 
     def _flags(self, candidates) -> np.ndarray:

@@ -237,8 +237,8 @@ def test_the_law_grid_benchmark_runs_the_chapters_grid_as_the_chapter_batches_it
     for key, cells in zip(keys, grouped):
         assert all(tuple(c[b] for b in law.BATCH_BY) == key for c in cells)
     assert len(grouped) == 10  # two ratio bands per size, and two for the reference column
-    issue = bench.grid_settings("quick", {"sizes": [[2, 10], [4, 10]], "reference_size": None})
+    issue = bench.grid_settings("quick", "{sizes: [[2, 10], [4, 10]], reference_size: null}")
     assert issue.sizes == [(2, 10), (4, 10)] and issue.reference_size is None
     assert issue.ratios == quick.ratios  # the rest as the profile has it
-    with pytest.raises(ValueError, match=r"unknown law parameters \['size'\]"):
-        bench.grid_settings("quick", {"size": [[2, 10]]})
+    with pytest.raises(ValueError, match=r"notebook 'law' has no parameter\(s\) size;"):
+        bench.grid_settings("quick", "size: [[2, 10]]")
