@@ -8,9 +8,12 @@ papermill's ``-y`` would: ``--parameters "sizes: [[2, 10], [4, 10]]"``) in this 
 by batch as :func:`recon.chapters.law.run_grid` batches it
 (:data:`recon.chapters.law.BATCH_BY`), with no cache. One line per batch: its size ``(n, d)``,
 preset, padded ``P``, cells, wall seconds, the seconds of its slowest cell's solve (compilation
-excluded), JAX's compilation seconds in it (:class:`recon.solver.Clock`), the largest and
-median iterations and the stop reasons; then the whole grid's wall seconds, the sum of the
-slowest solves (what the arithmetic costs) and each size's empirical threshold
+excluded), JAX's compilation seconds in it (:class:`recon.solver.Clock`) and the part of
+them spent on array operations outside the solver's programs (``eager_compile_seconds``: a
+new batch size or ``P`` compiles each slice, stack and draw afresh), the largest and median
+iterations and the stop reasons; then the whole grid's wall seconds, the sum of the slowest
+solves (what the arithmetic costs), of the compilation and of its eager part, and each
+size's empirical threshold
 (:func:`recon.chapters.law.thresholds`). The last line is one JSON object with the same
 numbers.
 """
@@ -69,6 +72,7 @@ def main():
                    seconds=round(time.perf_counter() - tic, 2),
                    slowest_solve=round(max(r["solve_seconds"] for r in out), 2),
                    compile_seconds=round(clock.compile_seconds, 2),
+                   eager_compile_seconds=round(clock.eager_compile_seconds, 2),
                    iterations_max=max(its), iterations_median=int(np.median(its)),
                    stops=dict(collections.Counter(r["stop_reason"] for r in out)))
         print(json.dumps(row), flush=True)
@@ -81,9 +85,13 @@ def main():
     summary = {"profile": args.profile, "parameters": args.parameters,
                "seconds": round(time.perf_counter() - start, 1),
                "slowest_solves": round(sum(r["slowest_solve"] for r in rows), 1),
+               **{key: round(sum(r[key] for r in rows), 1)
+                  for key in ("compile_seconds", "eager_compile_seconds")},
                "thresholds": thresholds, "batches": rows}
     print(f"grid: {summary['seconds']} s, of which the batches' slowest solves "
-          f"{summary['slowest_solves']} s")
+          f"{summary['slowest_solves']} s and compilation {summary['compile_seconds']} s "
+          f"({summary['eager_compile_seconds']} s of it array operations outside the "
+          f"solver's programs)")
     print(json.dumps(summary))
 
 

@@ -168,7 +168,9 @@ def law_throughput(sizes=((4, 10), (8, 20)), seeds=(0, 1, 2)):
     the ratios 0.8 to 1.6 of the law chapter's band: batched as the chapter runs them
     (``law.rf_cells``, all seeds and ratios padded to one ``P``) and one cell at a time
     (``law.rf_cell``, unpadded, first seed only). Returns ``(batched, single)`` by size;
-    the printed line also gives each path's seconds and JAX's compilation seconds in them."""
+    the printed line also gives each path's seconds, JAX's compilation seconds in them and
+    the part of those outside the solver's programs (:attr:`recon.solver.Clock.
+    eager_compile_seconds`)."""
     ratios = [0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6]
     batched, single = {}, {}
     for n, d in sizes:
@@ -176,17 +178,21 @@ def law_throughput(sizes=((4, 10), (8, 20)), seeds=(0, 1, 2)):
                  for r in ratios for s in seeds]
         start, clock = time.perf_counter(), Clock()
         law.rf_cells(cells)
-        wall, compiled = time.perf_counter() - start, clock.compile_seconds
+        wall, compiled, eager = (time.perf_counter() - start, clock.compile_seconds,
+                                 clock.eager_compile_seconds)
         batched[f"n={n},d={d}"] = len(cells) / wall
         start, clock = time.perf_counter(), Clock()
         for r in ratios:
             law.rf_cell(n, d, r, seeds[0])
-        wall_one, compiled_one = time.perf_counter() - start, clock.compile_seconds
+        wall_one, compiled_one, eager_one = (time.perf_counter() - start,
+                                             clock.compile_seconds, clock.eager_compile_seconds)
         single[f"n={n},d={d}"] = len(ratios) / wall_one
         print(f"law cells at n={n}, d={d}: {batched[f'n={n},d={d}']:.2f} cells/s batched "
-              f"({len(cells)} cells in {wall:.1f} s, {compiled:.1f} s of it compiling), "
+              f"({len(cells)} cells in {wall:.1f} s, {compiled:.1f} s of it compiling, "
+              f"{eager:.1f} s of that array operations outside the solver's programs), "
               f"{single[f'n={n},d={d}']:.2f} cells/s one at a time ({len(ratios)} cells in "
-              f"{wall_one:.1f} s, {compiled_one:.1f} s compiling)")
+              f"{wall_one:.1f} s, {compiled_one:.1f} s compiling, {eager_one:.1f} s outside "
+              "the programs)")
     return batched, single
 
 

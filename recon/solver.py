@@ -442,7 +442,8 @@ def block_program(problem: ReconstructionProblem, solver: Solver, smooth_until: 
 #: programs that array operations outside the solver's compiled ones build on first use
 COMPILE_EVENTS = frozenset(f"/jax/core/compile/{name}" for name in (
     "jaxpr_trace_duration", "jaxpr_to_mlir_module_duration", "backend_compile_duration"))
-_compiled = [0.0]  # seconds of COMPILE_EVENTS in this process so far
+#: seconds of COMPILE_EVENTS in this process so far: all, and those inside Clock.compiling
+_compiled = [0.0, 0.0]
 
 
 def _count_compilation(event: str, duration: float, **_) -> None:
@@ -466,14 +467,14 @@ class Clock:
     """Wall time of a run with compilation and the truth's error records counted apart.
 
     ``compile_seconds`` is the time of the solver's programs compiled in :meth:`compiling`
-    plus the compilation JAX reports (:data:`COMPILE_EVENTS`) outside them: the first use of
+    (:attr:`program_compile_seconds`) plus the compilation JAX reports
+    (:data:`COMPILE_EVENTS`) outside them (:attr:`eager_compile_seconds`): the first use of
     an array operation on new shapes compiles it too, and that happens once per process."""
 
     def __init__(self):
         self.start = time.perf_counter()
-        self.compiled_from = _compiled[0]
+        self.compiled_from = list(_compiled)
         self.in_programs = 0.0  # measured by compiling()
-        self.reported_in_programs = 0.0  # COMPILE_EVENTS inside compiling(), not counted twice
         self.recording_seconds = 0.0
 
     def compiling(self, thunk):
@@ -481,7 +482,7 @@ class Clock:
         tic, reported = time.perf_counter(), _compiled[0]
         result = thunk()
         self.in_programs += time.perf_counter() - tic
-        self.reported_in_programs += _compiled[0] - reported
+        _compiled[1] += _compiled[0] - reported  # not counted twice: see the properties
         return result
 
     def recording(self, thunk):
@@ -493,9 +494,23 @@ class Clock:
         return result
 
     @property
+    def program_compile_seconds(self) -> float:
+        """Seconds compiling the solver's programs (tracing, lowering and XLA's compilation):
+        timed by :meth:`compiling`, or for a clock around solver runs with clocks of their own
+        (a sweep's batch), the compilation JAX reported inside theirs."""
+        return max(self.in_programs, _compiled[1] - self.compiled_from[1])
+
+    @property
+    def eager_compile_seconds(self) -> float:
+        """Seconds of the compilation JAX reports outside the solver's programs: array
+        operations on shapes new to the process (a new batch size or ``P``: slices, stacks,
+        random draws, the problem's set-up)."""
+        return max(0.0, (_compiled[0] - self.compiled_from[0])
+                   - (_compiled[1] - self.compiled_from[1]))
+
+    @property
     def compile_seconds(self) -> float:
-        outside = _compiled[0] - self.compiled_from - self.reported_in_programs
-        return self.in_programs + max(0.0, outside)
+        return self.program_compile_seconds + self.eager_compile_seconds
 
     def seconds(self) -> float:
         """Seconds since the start, compilation and error records excluded."""

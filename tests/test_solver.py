@@ -286,8 +286,19 @@ def test_the_clock_keeps_compilation_and_error_records_out_of_its_seconds():
     jnp.cumsum(jnp.arange(3 * 7919.0).reshape(3, 7919) ** 3, axis=1).block_until_ready()
     wall = time.perf_counter() - start
     assert clock.compile_seconds > 0
+    assert clock.program_compile_seconds == 0.0  # no solver program compiled here
+    assert clock.eager_compile_seconds == clock.compile_seconds
     assert 0.05 <= clock.seconds() < 0.2
     assert wall - 0.02 < clock.seconds() + clock.compile_seconds + 0.3 <= wall + 0.02
+    eager = clock.eager_compile_seconds
+    inner = solvers.Clock()  # a solver run's own clock, inside the first (a sweep's batch)
+    inner.compiling(lambda: jax.jit(lambda x: jnp.cumsum(x ** 5)).lower(
+        jnp.arange(7907.0)).compile())
+    assert inner.program_compile_seconds > 0 and inner.eager_compile_seconds == 0.0
+    assert clock.program_compile_seconds > 0  # seen from outside, as a program's
+    assert clock.eager_compile_seconds == eager
+    assert clock.compile_seconds == pytest.approx(
+        clock.program_compile_seconds + clock.eager_compile_seconds)
 
 
 def test_a_second_solve_of_the_same_kind_and_shapes_compiles_nothing():
