@@ -199,7 +199,7 @@ def real_feature_count(problem: ReconstructionProblem) -> int:
     if problem.real_features is not None:
         return problem.real_features
     if isinstance(problem.state, dict) and "mask" in problem.state:
-        return int(jnp.count_nonzero(problem.state["mask"]))
+        return int(np.count_nonzero(np.asarray(problem.state["mask"])))
     return problem.P
 
 
@@ -268,8 +268,16 @@ def stack_problems(problems: list[ReconstructionProblem]) -> ProblemBatch:
             raise ValueError(f"problem {i} ({q.name}) cannot be stacked with problem 0 "
                              f"({first.name}): the feature map, n, input shape, radius and "
                              f"array shapes must match (pad RF problems with pad_features)")
-    state = jax.tree.map(lambda *a: jnp.stack(a), *(q.state for q in problems))
-    return ProblemBatch(first, state, jnp.stack([q.theta for q in problems]))
+    # stacked on the host and moved by device_put: no compilation for a new batch size or P
+    state = jax.tree.map(lambda *a: stacked_on_host(a), *(q.state for q in problems))
+    return ProblemBatch(first, state, stacked_on_host([q.theta for q in problems]))
+
+
+def stacked_on_host(arrays) -> Array:
+    """``jnp.stack(arrays)``, stacked on the host and moved by ``device_put``: the same values,
+    and nothing compiled for a new number or shape of arrays (a sweep's batch sizes and
+    ``P``)."""
+    return jax.device_put(np.stack([np.asarray(a) for a in arrays]))
 
 
 def _variables(model) -> dict[str, Any]:

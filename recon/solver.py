@@ -31,8 +31,8 @@ from recon import checks, precision, sphere
 from recon.blocks import run_blocks
 from recon.loss import projection_share
 from recon.problems import (ProblemBatch, ReconstructionProblem, check_determined,
-                            real_feature_count, stack_problems)
-from recon.program_cache import cached_program, program_problem
+                            real_feature_count, stack_problems, stacked_on_host)
+from recon.program_cache import Program, cached_program, program_problem
 from recon.solver_moves import (clone_targets, guess_program, initial_candidates,
                                 leave_one_out_confidence, over_problems, polish_applies,
                                 polish_program, reseed_program, walk_program)
@@ -290,10 +290,11 @@ class SolverState(NamedTuple):
         return self.stopped == 0
 
 
-def _grouped(shape_of_starts: tuple, array: Array) -> Array:
-    """A ``(G, R)`` array of flags reshaped to broadcast against per-start ``array``."""
-    return jnp.reshape(jnp.asarray(shape_of_starts),
-                       np.shape(shape_of_starts) + (1,) * (array.ndim - np.ndim(shape_of_starts)))
+def _grouped(shape_of_starts: tuple, array: Array) -> np.ndarray:
+    """A ``(G, R)`` array of flags reshaped to broadcast against per-start ``array`` (on the
+    host: nothing compiled for a new shape)."""
+    return np.reshape(np.asarray(shape_of_starts),
+                      np.shape(shape_of_starts) + (1,) * (array.ndim - np.ndim(shape_of_starts)))
 
 
 def resolve_restarts(solver: Solver, problem: ReconstructionProblem,
@@ -357,6 +358,14 @@ def smoothing_steps(problem: ReconstructionProblem, solver: Solver, restarts: in
         return 0
     steps = min(solver.smoothing.steps, solver.max_steps // 2)
     return steps - steps % solver.chunk
+
+
+def optimiser_init(problem: ReconstructionProblem, solver: Solver) -> Program:
+    """The optimiser's state of every start, ``init(X)`` for ``X`` of shape ``(G, R, n, ...)``
+    (:func:`step_optimizer`'s ``init`` vmapped twice), one compiled program per shape."""
+    return cached_program(("init", solver.optimizer, solver.tangent_gradients, problem.radius),
+                          lambda: jax.jit(jax.vmap(jax.vmap(step_optimizer(problem,
+                                                                           solver).init))))
 
 
 def step_optimizer(problem: ReconstructionProblem, solver: Solver) -> optax.GradientTransformation:
@@ -543,6 +552,7 @@ class Programs:
         self.batch, self.solver, self.clock, self.sharp_from = batch, solver, clock, sharp_from
         self.kind = kind = program_problem(problem)
         self._problems: dict = {}
+        self._host = None  # the batch's state and theta on the host, for _problem
         G = batch.G
         blocks = (solver.optimizer, solver.tol, solver.tangent_gradients, solver.chunk,
                   solver.ridge, solver.smoothing)
@@ -554,7 +564,7 @@ class Programs:
         self._loss = cached_program(("loss", kind, solver.ridge, G), lambda: jax.jit(
             over_problems(jax.vmap(lambda X, s, theta: projection_share(
                 kind.features(s, X), theta, solver.ridge), in_axes=(0, None, None)), G)))
-        self.init = jax.vmap(jax.vmap(step_optimizer(kind, solver).init))
+        self.init = optimiser_init(kind, solver)
         self._confidence = {precise: cached_program(
             ("confidence", kind, solver.ridge, precise), lambda precise=precise: jax.jit(
                 functools.partial(leave_one_out_confidence, kind, ridge=solver.ridge,
@@ -583,7 +593,8 @@ class Programs:
         # compiled now, so that their time counts as compilation and not as the first block's
         self._compile_blocks(state)
         if solver.polish is not None:
-            self._confidence[False].executable(*self._problem(0), state.X[0, 0],
+            self._confidence[False].executable(*self._problem(0),
+                                                jax.device_put(np.asarray(state.X)[0, 0]),
                                                 compiling=clock.compiling)
 
     def _reseed_programs(self, starts: int):
@@ -646,10 +657,20 @@ class Programs:
         """Problem ``g``'s state and ``theta`` (``row``: with a leading axis of one), sliced
         from the batch once per run: an end game asks for them tens of times."""
         if (g, row) not in self._problems:
-            self._problems[g, row] = (
-                jax.tree.map(lambda a: a[None], self._problem(g)) if row
-                else (jax.tree.map(lambda a: a[g], self.batch.state), self.batch.theta[g]))
+            if self._host is None:  # sliced on the host: no compilation for a new G or P
+                self._host = jax.tree.map(np.asarray, (self.batch.state, self.batch.theta))
+            index = slice(g, g + 1) if row else g
+            self._problems[g, row] = jax.tree.map(lambda a: jax.device_put(a[index]),
+                                                  self._host)
         return self._problems[g, row]
+
+    def starts_problems(self, g: np.ndarray):
+        """The state and ``theta`` for starts of the problems ``g`` (one row per start), or
+        where the batch is one problem, its own (shared by every start)."""
+        if self.batch.G == 1:
+            return self._problem(0)
+        self._problem(int(g[0]))  # the host copy
+        return jax.tree.map(lambda a: jax.device_put(a[g]), self._host)
 
     def _flags(self, candidates) -> np.ndarray:
         """``(n,)`` booleans, set at the indices ``candidates``."""
@@ -773,16 +794,16 @@ def initial_state(problem: ReconstructionProblem, solver: Solver, restarts: int,
     ``sharp_from > 0``. ``guesses`` (``G x n x input_shape``, from :func:`first_guesses`),
     where given, replace start 0 of every problem."""
     G = len(keys)
-    split = jax.vmap(jax.random.split)(keys)
-    keys, init_keys = split[:, 0], split[:, 1]
-    X = jnp.stack([initial_candidates(k, problem, restarts, problem.theta.dtype)
-                   for k in init_keys])
+    keys, _, init_keys = _split_each(keys)
+    X = stacked_on_host([initial_candidates(k, problem, restarts, problem.theta.dtype)
+                         for k in init_keys])
     if guesses is not None:
         X = X.at[:, 0].set(guesses)
     smoothed = np.broadcast_to((np.arange(restarts) > 0) & (sharp_from > 0), (G, restarts))
     starts = (G, restarts)
-    return SolverState(X, jax.vmap(jax.vmap(step_optimizer(problem, solver).init))(X),
-                       jnp.zeros(starts, bool), jnp.asarray(smoothed), 0, keys, X,
+    return SolverState(X, optimiser_init(problem, solver)(X),
+                       jax.device_put(np.zeros(starts, bool)), jax.device_put(smoothed), 0,
+                       keys, X,
                        np.full(starts, np.inf), np.full(starts, np.inf),
                        np.zeros(starts, dtype=ATTEMPTS_DTYPE), np.zeros(G, dtype=np.int64),
                        np.zeros(G), np.zeros(G, bool), np.full(G, np.inf), np.full(G, np.inf),
@@ -795,7 +816,8 @@ def keep_best(state: SolverState, current: np.ndarray) -> SolverState:
     """Each start's best candidates and loss, updated with its ``current`` loss."""
     improved = current < state.best_loss
     return state._replace(best_loss=np.where(improved, current, state.best_loss),
-                          best_X=jnp.where(_grouped(improved, state.X), state.X, state.best_X))
+                          best_X=jax.device_put(np.where(  # on the host: nothing compiled
+                              _grouped(improved, state.X), state.X, state.best_X)))
 
 
 def clone_best(state: SolverState, *, current: np.ndarray, stuck: np.ndarray,
@@ -845,25 +867,38 @@ def _replaced(state: SolverState, programs: Programs, keys, flags: np.ndarray,
     """The candidates after :meth:`Programs.reseed` of the starts of ``reseed_targets(flags)``,
     ``R`` at a time."""
     targets = reseed_targets(flags)
-    batch, R = programs.batch, flags.shape[1]
-    X = state.X
+    R = flags.shape[1]
+    before = np.asarray(state.X)  # indexed on the host: nothing compiled for a new G or P
+    X = before.copy()
     for start in range(0, len(targets[0]), R):
         g, r = (t[start:start + R] for t in targets)
-        rows = 0 if batch.G == 1 else g  # one problem: its arrays, shared by every start
-        new = programs.reseed(state.X[g, r], explore_only, keys=keys[g, r],
+        problem, theta = programs.starts_problems(g)
+        new = programs.reseed(jax.device_put(before[g, r]), explore_only, keys=keys[g, r],
                               stuck=jnp.asarray(flags[g, r]),
                               attempts=jnp.asarray(state.attempts[g, r], ATTEMPTS_DTYPE),
-                              explore=jnp.asarray(explore[g, r]),
-                              state=jax.tree.map(lambda a: a[rows], batch.state),
-                              theta=batch.theta[rows])
-        X = X.at[g, r].set(new)
-    return X
+                              explore=jnp.asarray(explore[g, r]), state=problem, theta=theta)
+        X[g, r] = np.asarray(new)
+    return jax.device_put(X)
 
 
 def _split_keys(state: SolverState) -> tuple[Array, Array]:
     """Each problem's key split in two: its next key, and one for the move made now."""
-    split = jax.vmap(jax.random.split)(state.key)
-    return split[:, 0], split[:, 1]
+    return _split_each(state.key)[:2]
+
+
+@jax.jit
+def _split_each(keys: Array) -> tuple[Array, Array, list[Array]]:
+    """Each key of ``keys`` (``(G,)``) split in two: the first halves and the second ones,
+    ``(G,)`` each, and the second ones one by one (to loop over): one program, where the
+    same done array by array compiles several for every new ``G``."""
+    split = jax.vmap(jax.random.split)(keys)
+    return split[:, 0], split[:, 1], [split[g, 1] for g in range(keys.shape[0])]
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _split_into(keys: Array, num: int) -> Array:
+    """Each key of ``keys`` (``(G,)``) split into ``num``, ``(G, num)``, in one program."""
+    return jax.vmap(lambda k: jax.random.split(k, num))(keys)
 
 
 def _reset_optimiser(state: SolverState, X: Array, flags: np.ndarray, programs: Programs):
@@ -878,7 +913,7 @@ def reseed_stuck(state: SolverState, *, stuck: np.ndarray, explore: np.ndarray,
     """Replace a candidate of every ``stuck`` start (:func:`recon.solver_moves.reseed_program`;
     a random point where ``explore``) and reset those starts' optimiser states."""
     key, sub = _split_keys(state)
-    keys = jax.vmap(lambda k: jax.random.split(k, stuck.shape[1]))(sub)
+    keys = _split_into(sub, stuck.shape[1])
     if stuck.shape[0] == 1:
         X = _replaced(state, programs, keys, stuck, explore, False)
     else:  # the searches only where their result is kept
@@ -987,9 +1022,9 @@ def restart_stalled(state: SolverState, current: np.ndarray, *, solver: Solver,
         state = widen_starts(state._replace(window=window, window_from=since), stalled,
                              widened_starts(programs.batch, solver), programs=programs)
         return state, np.zeros_like(stalled)
-    key, sub = _split_keys(state._replace(key=jnp.where(stalled[:, 0], drawn, state.key)))
+    key, _, sub = _split_each(jnp.where(stalled[:, 0], drawn, state.key))
     problem = programs.batch.problem
-    new = jnp.stack([initial_candidates(k, problem, 1, state.X.dtype) for k in sub])
+    new = stacked_on_host([initial_candidates(k, problem, 1, state.X.dtype) for k in sub])
     X = jnp.where(_grouped(stalled, state.X), new, state.X)
     opt_state = _reset_optimiser(state, X, stalled, programs)
     return state._replace(
@@ -1039,9 +1074,9 @@ def widen_starts(state: SolverState, stalled: np.ndarray, starts: int, *,
     ``done``. ``stalled`` (``G x 1``) counts the new starts as fresh starts of the problems
     that stalled. Recompiles ``programs`` for the new shapes (:meth:`Programs.widen`)."""
     G, extra = state.X.shape[0], starts - 1
-    key, sub = _split_keys(state)
-    new = jnp.stack([initial_candidates(k, programs.batch.problem, extra, state.X.dtype)
-                     for k in sub])
+    key, _, sub = _split_each(state.key)
+    new = stacked_on_host([initial_candidates(k, programs.batch.problem, extra, state.X.dtype)
+                           for k in sub])
     X = jnp.concatenate([state.X, new], axis=1)
     opt_state = jax.tree.map(lambda old, fresh: fresh.at[:, :1].set(old), state.opt_state,
                              programs.init(X))
@@ -1101,7 +1136,7 @@ def stop_problems(state: SolverState, which: np.ndarray, *, clock: Clock,
         return state
     none = np.zeros_like(which)
     return state._replace(
-        done=state.done | jnp.asarray(which)[:, None],
+        done=jax.device_put(np.asarray(state.done) | which[:, None]),
         stopped=np.where(which, state.steps, state.stopped),
         seconds=np.where(which, clock.seconds(), state.seconds),
         failed=state.failed | (which & (none if failed is None else failed)),
@@ -1291,7 +1326,9 @@ def end_game(state: SolverState, g: int, *, batch: ProblemBatch, solver: Solver,
     if loss < state.best_loss[g, b]:  # the start itself goes on where Adam left it
         best_loss = state.best_loss.copy()
         best_loss[g, b] = loss
-        state = state._replace(best_X=state.best_X.at[g, b].set(X), best_loss=best_loss)
+        best_X = np.array(state.best_X)  # set on the host: nothing compiled
+        best_X[g, b] = np.asarray(X)
+        state = state._replace(best_X=jax.device_put(best_X), best_loss=best_loss)
     this = np.arange(batch.G) == g
     state = state._replace(key=state.key.at[g].set(key),
                            polished=np.where(this, loss, state.polished),
@@ -1397,11 +1434,12 @@ def report(state: SolverState, g: int, *, solver: Solver, sharp_from: int,
     converged = at_tol or at_round_off
     reason = ("non-finite loss" if state.failed[g] else "unpinned" if state.unpinned[g]
               else "tol" if at_tol else "round-off" if at_round_off else "budget")
+    X = jax.device_put(np.asarray(state.best_X)[g, best])  # sliced on the host
     confidence = (None if state.failed[g] else
-                  programs.confidences(state.best_X[g, best], g, bool(state.precise[g])))
+                  programs.confidences(X, g, bool(state.precise[g])))
     history = recorder.history(loss_curve) if g == 0 else History(
         loss_curve, *(np.zeros(0) for _ in range(4)))
-    return Reconstruction(state.best_X[g, best], loss, iterations, seconds, converged,
+    return Reconstruction(X, loss, iterations, seconds, converged,
                           history, clock.compile_seconds, reason, confidence,
                           int(state.fresh[g]))
 
