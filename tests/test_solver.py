@@ -1098,10 +1098,46 @@ def test_problems_stack_only_when_they_share_map_and_shapes():
     _, _, _, c, _ = make_rf(n=3, d=6, p=40, seed=1, activation="tanh")
     with pytest.raises(ValueError, match="cannot be stacked"):
         problems.stack_problems([a, b])
-    batch = problems.stack_problems([problems.pad_features(a, 50), problems.pad_features(b, 50)])
+    padded = [problems.pad_features(a, 50), problems.pad_features(b, 50)]
+    batch = problems.stack_problems(padded)
     assert batch.G == 2 and batch.theta.shape == (2, 50)
+    # stacked on the host, the same arrays as jnp.stack's, and each problem's slices too
+    for got, want in zip(jax.tree.leaves((batch.state, batch.theta)), jax.tree.leaves(
+            jax.tree.map(lambda *x: jnp.stack(x), *((q.state, q.theta) for q in padded)))):
+        assert isinstance(got, jax.Array) and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    solver = solvers.preset("default")
+    state = solvers.initial_state(batch.problem, solver, 2, 0,
+                                  jax.random.split(jax.random.key(0), 2))
+    programs = solvers.Programs(batch, solver, state, 0, solvers.Clock())
+    for g, row in ((1, False), (0, True)):
+        index = slice(g, g + 1) if row else g
+        for got, want in zip(jax.tree.leaves(programs._problem(g, row)),
+                             jax.tree.leaves((batch.state, batch.theta))):
+            np.testing.assert_array_equal(got, want[index])
+    rows = np.array([1, 0, 1])
+    for got, want in zip(jax.tree.leaves(programs.starts_problems(rows)),
+                         jax.tree.leaves((batch.state, batch.theta))):
+        np.testing.assert_array_equal(got, want[rows])
     with pytest.raises(ValueError, match="cannot be stacked"):
         problems.stack_problems([problems.pad_features(b, 50), problems.pad_features(c, 50)])
+
+
+def test_each_problems_key_splits_as_the_vmapped_split():
+    """The key splits compiled once per batch size give the keys ``jax.vmap`` of
+    ``jax.random.split`` gives (every start drawn depends on them)."""
+    keys = jax.random.split(jax.random.key(3), 5)
+    split = jax.vmap(jax.random.split)(keys)
+    first, second, each = solvers._split_each(keys)
+    data = jax.random.key_data
+    np.testing.assert_array_equal(data(first), data(split[:, 0]))
+    np.testing.assert_array_equal(data(second), data(split[:, 1]))
+    assert len(each) == 5
+    for g, key in enumerate(each):
+        np.testing.assert_array_equal(data(key), data(split[g, 1]))
+    np.testing.assert_array_equal(
+        data(solvers._split_into(keys, 3)),
+        data(jax.vmap(lambda k: jax.random.split(k, 3))(keys)))
 
 
 def test_a_batch_solves_each_problem_on_its_own():
