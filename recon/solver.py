@@ -655,13 +655,20 @@ class Programs:
 
     def _problem(self, g: int, row: bool = False):
         """Problem ``g``'s state and ``theta`` (``row``: with a leading axis of one), sliced
-        from the batch once per run: an end game asks for them tens of times."""
+        from the batch once per run: an end game asks for them tens of times. A batch of
+        several problems is sliced on the host (nothing compiled for a new ``G`` or ``P``);
+        one problem's arrays, which may be large (``V`` of an image problem), stay on the
+        device."""
         if (g, row) not in self._problems:
-            if self._host is None:  # sliced on the host: no compilation for a new G or P
-                self._host = jax.tree.map(np.asarray, (self.batch.state, self.batch.theta))
             index = slice(g, g + 1) if row else g
-            self._problems[g, row] = jax.tree.map(lambda a: jax.device_put(a[index]),
-                                                  self._host)
+            if self.batch.G == 1:
+                self._problems[g, row] = jax.tree.map(
+                    lambda a: a if row else a[0], (self.batch.state, self.batch.theta))
+            else:
+                if self._host is None:
+                    self._host = jax.tree.map(np.asarray, (self.batch.state, self.batch.theta))
+                self._problems[g, row] = jax.tree.map(lambda a: jax.device_put(a[index]),
+                                                      self._host)
         return self._problems[g, row]
 
     def starts_problems(self, g: np.ndarray):
