@@ -552,7 +552,7 @@ class Programs:
         self.batch, self.solver, self.clock, self.sharp_from = batch, solver, clock, sharp_from
         self.kind = kind = program_problem(problem)
         self._problems: dict = {}
-        self._host = None  # the batch's state and theta on the host, for _problem
+        self._host = None  # the batch's state and theta on the host (_on_host)
         G = batch.G
         blocks = (solver.optimizer, solver.tol, solver.tangent_gradients, solver.chunk,
                   solver.ridge, solver.smoothing)
@@ -661,23 +661,24 @@ class Programs:
         device."""
         if (g, row) not in self._problems:
             index = slice(g, g + 1) if row else g
-            if self.batch.G == 1:
-                self._problems[g, row] = jax.tree.map(
-                    lambda a: a if row else a[0], (self.batch.state, self.batch.theta))
-            else:
-                if self._host is None:
-                    self._host = jax.tree.map(np.asarray, (self.batch.state, self.batch.theta))
-                self._problems[g, row] = jax.tree.map(lambda a: jax.device_put(a[index]),
-                                                      self._host)
+            self._problems[g, row] = (
+                jax.tree.map(lambda a: a if row else a[0], (self.batch.state, self.batch.theta))
+                if self.batch.G == 1 else
+                jax.tree.map(lambda a: jax.device_put(a[index]), self._on_host()))
         return self._problems[g, row]
 
+    def _on_host(self):
+        """The batch's state and ``theta`` on the host, copied once per run."""
+        if self._host is None:
+            self._host = jax.tree.map(np.asarray, (self.batch.state, self.batch.theta))
+        return self._host
+
     def starts_problems(self, g: np.ndarray):
-        """The state and ``theta`` for starts of the problems ``g`` (one row per start), or
-        where the batch is one problem, its own (shared by every start)."""
+        """The state and ``theta`` for starts of the problems ``g`` (one row per start, sliced
+        on the host), or where the batch is one problem, its own (shared by every start)."""
         if self.batch.G == 1:
             return self._problem(0)
-        self._problem(int(g[0]))  # the host copy
-        return jax.tree.map(lambda a: jax.device_put(a[g]), self._host)
+        return jax.tree.map(lambda a: jax.device_put(a[g]), self._on_host())
 
     def _flags(self, candidates) -> np.ndarray:
         """``(n,)`` booleans, set at the indices ``candidates``."""
