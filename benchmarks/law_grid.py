@@ -13,9 +13,8 @@ them spent on array operations outside the solver's programs (``eager_compile_se
 new batch size or ``P`` compiles each slice, stack and draw afresh), the largest and median
 iterations and the stop reasons; then the whole grid's wall seconds, the sum of the slowest
 solves (what the arithmetic costs), of the compilation and of its eager part, and each
-size's empirical threshold
-(:func:`recon.chapters.law.thresholds`). The last line is one JSON object with the same
-numbers.
+size's empirical threshold (:func:`recon.chapters.law.thresholds`). The last line is one JSON
+object with the same numbers.
 """
 
 from __future__ import annotations

@@ -824,8 +824,7 @@ def keep_best(state: SolverState, current: np.ndarray) -> SolverState:
     """Each start's best candidates and loss, updated with its ``current`` loss."""
     improved = current < state.best_loss
     return state._replace(best_loss=np.where(improved, current, state.best_loss),
-                          best_X=jax.device_put(np.where(  # on the host: nothing compiled
-                              _grouped(improved, state.X), state.X, state.best_X)))
+                          best_X=jnp.where(_grouped(improved, state.X), state.X, state.best_X))
 
 
 def clone_best(state: SolverState, *, current: np.ndarray, stuck: np.ndarray,
